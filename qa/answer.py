@@ -1,0 +1,77 @@
+"""The data type that crosses the QA boundary: an ``Answer`` with its citations."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from index.store import Hit
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A passage the answer cites as ``[number]``."""
+
+    number: int
+    chunk_id: str
+    doc_id: str
+    source: str
+    page: int | None
+    start: int
+    end: int
+    text: str
+    score: float
+    heading: str | None = None
+
+    @property
+    def name(self) -> str:
+        return Path(self.source.removeprefix("upload:")).name
+
+    def label(self) -> str:
+        """``[2] guide.pdf, p. 3`` — how a citation is shown to people."""
+        where = f", p. {self.page}" if self.page is not None else ""
+        section = f" — {self.heading}" if self.heading else ""
+        return f"[{self.number}] {self.name}{where}{section}"
+
+    @classmethod
+    def from_hit(cls, number: int, hit: Hit) -> Citation:
+        c = hit.chunk
+        return cls(number, c.id, c.doc_id, c.source, c.page, c.start, c.end, c.text,
+                   round(hit.score, 4), c.heading)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Timings:
+    retrieve_s: float
+    prompt_tokens: int
+    first_token_s: float | None
+    total_s: float
+    generated_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What ``ask`` returns.
+
+    ``text`` is the answer with ``[n]`` markers; ``citations`` holds only the
+    passages it cites; ``passages`` all those the model saw (or, when nothing
+    was close enough, the closest found).
+    """
+
+    question: str
+    text: str
+    citations: tuple[Citation, ...]
+    refused: bool
+    timings: Timings
+    language: str
+    passages: tuple[Citation, ...] = ()
+    context_tokens: int = 0
+    passages_dropped: int = 0
+    reply: str = ""  # the model's own words, before citation markers or a refusal verdict
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["citations"] = [dict(asdict(c), name=c.name) for c in self.citations]
+        data["passages"] = [dict(asdict(c), name=c.name) for c in self.passages]
+        return data

@@ -1,0 +1,219 @@
+"""``kbqa``: ingest documents and ask cited questions from the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--kb", type=Path, help="knowledge-base folder (default: $KBQA_HOME/default)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+
+    parser = argparse.ArgumentParser(
+        prog="kbqa", description="Ask questions of your own documents, offline, with citations."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    ingest = commands.add_parser("ingest", parents=[common], help="add or update documents")
+    ingest.add_argument("paths", nargs="+", help="files or folders (walked recursively)")
+    ingest.add_argument("--sync", action="store_true", help="also remove documents whose files are gone")
+    ingest.add_argument("--password", help="password for encrypted PDFs")
+    ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    ask = commands.add_parser("ask", parents=[common], help="answer one question")
+    ask.add_argument("question")
+    ask.add_argument("-k", type=int, help="passages to retrieve")
+    ask.add_argument("--json", action="store_true", help="print the whole Answer as JSON")
+
+    commands.add_parser("chat", parents=[common], help="interactive chat in the terminal")
+
+    search = commands.add_parser("search", parents=[common], help="nearest passages, no LLM")
+    search.add_argument("query")
+    search.add_argument("-k", type=int, default=5)
+    search.add_argument("--json", action="store_true")
+
+    docs = commands.add_parser("docs", parents=[common], help="list documents")
+    docs.add_argument("--json", action="store_true")
+
+    remove = commands.add_parser("remove", parents=[common], help="remove documents")
+    remove.add_argument("documents", nargs="+", help="file name, path or id prefix")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_runtime(args.verbose)
+    from ingest.errors import KbqaError
+
+    try:
+        return _COMMANDS[args.command](args)
+    except KbqaError as error:
+        print(f"kbqa: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+
+
+def _configure_runtime(verbose: bool) -> None:
+    # Offline by design: nothing is fetched from a model hub at run time.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
+def _open(args: argparse.Namespace, create: bool = False):  # type: ignore[no-untyped-def]
+    from qa.knowledge_base import KnowledgeBase
+
+    return KnowledgeBase.open(args.kb, create=create)
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ingest.batch import FileOutcome
+
+    kb = _open(args, create=True)
+    progress = not args.no_progress and sys.stderr.isatty()
+
+    def report(outcome: FileOutcome) -> None:
+        if outcome.status == "failed":
+            tqdm.write(f"failed: {outcome.source}: {outcome.reason}", file=sys.stderr)
+        elif outcome.status == "removed":
+            tqdm.write(f"removed: {outcome.source}", file=sys.stderr)
+        for warning in outcome.warnings:
+            tqdm.write(f"warning: {outcome.source}: {warning}", file=sys.stderr)
+
+    result = kb.add(args.paths, password=args.password, sync=args.sync, progress=progress,
+                    on_outcome=report)  # fmt: skip
+    print(result.summary())
+    return EXIT_PARTIAL if result.failed else EXIT_OK
+
+
+def _ask(args: argparse.Namespace) -> int:
+    kb = _open(args)
+    if args.json:
+        answer = kb.ask(args.question, args.k)
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        return EXIT_OK
+    _stream_answer(kb, args.question, args.k)
+    return EXIT_OK
+
+
+def _stream_answer(kb, question: str, k: int | None):  # type: ignore[no-untyped-def]
+    stream = kb.stream(question, k)
+    for piece in stream:
+        print(piece, end="", flush=True)
+    print()
+    answer = stream.answer
+    if answer.refused and answer.reply != answer.text:
+        print(f"\n{answer.text} (the draft above is not supported by the passages)")
+    if answer.refused:
+        print("\n(not in the documents; closest passages found:)")
+        for passage in answer.passages[:3]:
+            print(f"  {passage.label()} (score {passage.score:.2f})")
+    elif answer.citations:
+        if answer.text != answer.reply:
+            print(f"\n{answer.text}")
+        print("\nSources:")
+        for citation in answer.citations:
+            print(f"  {citation.label()} (score {citation.score:.2f})")
+            print(f"      {_snippet(citation.text)}")
+    else:
+        print("\n(the model cited no passage; check the answer against the sources: /sources)")
+    return answer
+
+
+def _chat(args: argparse.Namespace) -> int:
+    kb = _open(args)
+    names = ", ".join(d.name for d in kb.documents()[:5])
+    print(f"kbqa chat over {kb.folder} ({len(kb.documents())} documents: {names}...)")
+    print("Ask in Spanish or English. /sources shows the passages of the last answer; /quit leaves.")
+    last = None
+    while True:
+        try:
+            question = input("\n> ").strip()
+        except EOFError:
+            print()
+            return EXIT_OK
+        if not question:
+            continue
+        if question in ("/quit", "/exit"):
+            return EXIT_OK
+        if question == "/sources":
+            for passage in last.passages if last else []:
+                print(f"{passage.label()} (score {passage.score:.2f})\n    {_snippet(passage.text, 300)}")
+            continue
+        last = _stream_answer(kb, question, None)
+
+
+def _search(args: argparse.Namespace) -> int:
+    kb = _open(args)
+    hits = kb.search(args.query, args.k)
+    if args.json:
+        print(json.dumps([dict(asdict(h.chunk), score=h.score) for h in hits], ensure_ascii=False, indent=2))
+        return EXIT_OK
+    for rank, hit in enumerate(hits, start=1):
+        page = f", p. {hit.chunk.page}" if hit.chunk.page is not None else ""
+        print(f"{rank}. {hit.score:.3f}  {Path(hit.chunk.source).name}{page}")
+        print(f"   {_snippet(hit.chunk.text, 200)}")
+    return EXIT_OK
+
+
+def _docs(args: argparse.Namespace) -> int:
+    records = _open(args).documents()
+    if args.json:
+        print(json.dumps([asdict(r) for r in records], ensure_ascii=False, indent=2))
+        return EXIT_OK
+    for r in records:
+        print(f"{r.doc_id[:12]}  {r.pages:4d} p  {r.chunks:5d} chunks  {r.added_at}  {r.name}")
+    print(f"{len(records)} documents in {_open(args).folder}")
+    return EXIT_OK
+
+
+def _remove(args: argparse.Namespace) -> int:
+    from ingest.errors import KbqaError
+
+    kb = _open(args)
+    status = EXIT_OK
+    for document in args.documents:
+        try:
+            record = kb.remove(document)
+            print(f"removed: {record.name} ({record.doc_id[:12]}, {record.chunks} chunks)")
+        except KbqaError as error:
+            print(f"kbqa: error: {error}", file=sys.stderr)
+            status = EXIT_ERROR
+    return status
+
+
+def _snippet(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+_COMMANDS = {
+    "ingest": _ingest, "ask": _ask, "chat": _chat, "search": _search, "docs": _docs,
+    "remove": _remove,
+}  # fmt: skip
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""The public Python API: one knowledge base, its documents, and cited answers.
+
+    kb = KnowledgeBase.open("my-kb")
+    kb.add(["docs/"])
+    answer = kb.ask("¿Cuántos parámetros tiene GPT-3?")
+    print(answer.text, [c.label() for c in answer.citations])
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from index.manifest import Manifest
+from index.store import Hit, KnowledgeBaseStore
+from ingest.batch import FileOutcome, IngestOptions, IngestReport, InputFile, ingest_files, walk
+from ingest.chunking import ChunkerSettings
+from ingest.embedder import Embedder, SentenceTransformerEmbedder
+from ingest.errors import KbqaError, KnowledgeBaseError
+from ingest.types import DocumentRecord
+from qa import grounding
+from qa.answer import Answer, Citation, Timings
+from qa.llm import Generator, TransformersGenerator
+from qa.prompting import REFUSALS, detect_language, is_refusal, pack_prompt, parse_citations
+from qa.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnswerOptions:
+    top_k: int = 5
+    context_tokens: int = 1500
+    max_new_tokens: int = 256
+    min_score: float = 0.2
+    hybrid: bool = True
+
+
+class KnowledgeBase:
+    """A knowledge-base folder plus the models that read and answer from it.
+
+    Cheap to construct: the embedder loads on the first embedding, the LLM on
+    the first answer.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        embedder: Embedder,
+        generator: Generator,
+        answer_options: AnswerOptions,
+        chunker: ChunkerSettings,
+        max_file_bytes: int,
+    ) -> None:
+        self.folder = Path(folder)
+        self.embedder = embedder
+        self.generator = generator
+        self.answer_options = answer_options
+        self._chunker = chunker
+        self._max_file_bytes = max_file_bytes
+        self._store: KnowledgeBaseStore | None = None
+        if KnowledgeBaseStore.exists(self.folder):
+            self._store = KnowledgeBaseStore.open(self.folder)
+            self._check_embedder(self._store.manifest)
+
+    @classmethod
+    def open(
+        cls,
+        folder: str | Path | None = None,
+        *,
+        settings: Settings | None = None,
+        create: bool = True,
+        embedder: Embedder | None = None,
+        generator: Generator | None = None,
+    ) -> KnowledgeBase:
+        """Open (or, with ``create``, start) the knowledge base in ``folder``.
+
+        Models come from ``settings`` (env ``KBQA_*``) unless given directly.
+        """
+        settings = settings or load_settings()
+        path = Path(folder).expanduser() if folder else settings.default_kb
+        if not create and not KnowledgeBaseStore.exists(path):
+            raise KnowledgeBaseError(
+                f"no knowledge base at {path}; create one with `kbqa ingest FILES --kb {path}`"
+            )
+        return cls(
+            path,
+            embedder or SentenceTransformerEmbedder(settings.embedding_model, settings.device),
+            generator or TransformersGenerator(settings.llm_model, settings.cache_dir, settings.device),
+            AnswerOptions(settings.top_k, settings.context_tokens, settings.max_new_tokens,
+                          settings.min_score, settings.retrieval == "hybrid"),  # fmt: skip
+            ChunkerSettings(settings.chunk_tokens, settings.chunk_overlap),
+            int(settings.max_file_mb * 1024 * 1024),
+        )
+
+    # -- documents -------------------------------------------------------
+
+    def add(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        password: str | None = None,
+        sync: bool = False,
+        progress: bool = False,
+        on_outcome: Callable[[FileOutcome], None] | None = None,
+    ) -> IngestReport:
+        """Ingest files and folders; with ``sync``, drop documents whose files are gone."""
+        files, missing = walk(paths)
+        roots = [Path(p) for p in paths if Path(p).is_dir()] if sync else []
+        report = self._ingest(files, password, progress, on_outcome, roots)
+        for outcome in missing:
+            if on_outcome:
+                on_outcome(outcome)
+        return IngestReport(tuple(missing) + report.outcomes, report.seconds)
+
+    def add_bytes(
+        self, name: str, data: bytes, *, password: str | None = None
+    ) -> FileOutcome:
+        """Ingest an uploaded file. ``name`` is only a label, never a path."""
+        safe = safe_upload_name(name)
+        report = self._ingest([InputFile(f"upload:{safe}", data=data)], password, False, None, [])
+        return report.outcomes[0]
+
+    def remove(self, document: str) -> DocumentRecord:
+        """Remove one document, named by file name, source path or id prefix."""
+        record = self.find_document(document)
+        store = self._require_store()
+        with store.writing():
+            store.remove_document(record.doc_id)
+        return record
+
+    def documents(self) -> list[DocumentRecord]:
+        return self._store.documents() if self._store else []
+
+    def find_document(self, document: str) -> DocumentRecord:
+        records = self.documents()
+        resolved = str(Path(document).expanduser().resolve()) if "/" in document else None
+        matches = [
+            r for r in records
+            if document in (r.source, r.name, f"upload:{r.name}") or r.source == resolved
+            or (len(document) >= 6 and r.doc_id.startswith(document))
+        ]  # fmt: skip
+        if not matches:
+            raise KbqaError(f"no document matches {document!r} in {self.folder}")
+        if len(matches) > 1:
+            listed = ", ".join(f"{r.name} ({r.doc_id[:12]})" for r in matches)
+            raise KbqaError(f"{document!r} matches several documents: {listed}; use the id")
+        return matches[0]
+
+    # -- retrieval and answers -------------------------------------------
+
+    def search(self, query: str, k: int | None = None) -> list[Hit]:
+        return self.search_many([query], k)[0]
+
+    def search_many(self, queries: Sequence[str], k: int | None = None) -> list[list[Hit]]:
+        if self._store is None or self._store.vector_count() == 0:
+            return [[] for _ in queries]
+        vectors = self.embedder.embed_queries(list(queries))
+        texts = list(queries) if self.answer_options.hybrid else None
+        return self._store.search(vectors, k or self.answer_options.top_k, texts)
+
+    def ask(self, question: str, k: int | None = None) -> Answer:
+        stream = self.stream(question, k)
+        for _ in stream:
+            pass
+        return stream.answer
+
+    def stream(self, question: str, k: int | None = None) -> AnswerStream:
+        """Iterate for the answer's text as it is generated; then read ``.answer``."""
+        return AnswerStream(self, question, k or self.answer_options.top_k)
+
+    def close(self) -> None:
+        if self._store:
+            self._store.close()
+
+    # -- internals -------------------------------------------------------
+
+    def _ingest(
+        self,
+        files: Sequence[InputFile],
+        password: str | None,
+        progress: bool,
+        on_outcome: Callable[[FileOutcome], None] | None,
+        sync_roots: Sequence[Path],
+    ) -> IngestReport:
+        store = self._store or self._create_store()
+        options = IngestOptions(
+            store.manifest.chunker, self._max_file_bytes, password, progress, on_outcome
+        )
+        with store.writing():
+            return ingest_files(store, self.embedder, files, options, sync_roots)
+
+    def _create_store(self) -> KnowledgeBaseStore:
+        manifest = Manifest(
+            embedding_model=self.embedder.name,
+            embedding_dimension=self.embedder.dimension,
+            chunker=self._chunker.fitted_to(self.embedder.max_tokens),
+        )
+        self._store = KnowledgeBaseStore.create(self.folder, manifest)
+        self._check_embedder(self._store.manifest)
+        return self._store
+
+    def _require_store(self) -> KnowledgeBaseStore:
+        if self._store is None:
+            raise KnowledgeBaseError(f"{self.folder} holds no documents yet")
+        return self._store
+
+    def _check_embedder(self, manifest: Manifest) -> None:
+        if manifest.embedding_model != self.embedder.name:
+            raise KnowledgeBaseError(
+                f"{self.folder} was built with the embedding model {manifest.embedding_model!r} "
+                f"but kbqa is set to {self.embedder.name!r}: set "
+                f"KBQA_EMBEDDING_MODEL={manifest.embedding_model} or use another --kb folder"
+            )
+
+
+class AnswerStream:
+    """Yields the answer text piece by piece; ``answer`` is the finished ``Answer``."""
+
+    def __init__(self, kb: KnowledgeBase, question: str, k: int) -> None:
+        self._kb = kb
+        self.question = question
+        self._k = k
+        self._answer: Answer | None = None
+        self._iterator = self._run()
+
+    def __iter__(self) -> Iterator[str]:
+        return self._iterator
+
+    @property
+    def answer(self) -> Answer:
+        if self._answer is None:
+            for _ in self._iterator:
+                pass
+        assert self._answer is not None
+        return self._answer
+
+    def _run(self) -> Iterator[str]:
+        kb, options = self._kb, self._kb.answer_options
+        started = time.perf_counter()
+        hits = kb.search(self.question, self._k)
+        retrieve_s = time.perf_counter() - started
+        language = detect_language(self.question)
+        closest = tuple(Citation.from_hit(n, h) for n, h in enumerate(hits, start=1))
+
+        if not hits or hits[0].score < options.min_score:
+            # Nothing close enough: say so without asking the LLM to guess.
+            text = REFUSALS[language]
+            yield text
+            total = time.perf_counter() - started
+            self._answer = Answer(self.question, text, (), True,
+                                  Timings(retrieve_s, 0, None, total), language, closest,
+                                  reply=text)  # fmt: skip
+            return
+
+        generator = kb.generator
+        packed = pack_prompt(
+            self.question, hits, language, generator.count_tokens, options.context_tokens
+        )
+        pieces: list[str] = []
+        first_token_s = None
+        for piece in generator.stream(packed.messages, options.max_new_tokens):
+            if first_token_s is None:
+                first_token_s = time.perf_counter() - started
+            pieces.append(piece)
+            yield piece
+        reply = "".join(pieces).strip()
+        texts = [hit.chunk.text for hit in packed.hits]
+        refused = is_refusal(reply, cites=False)
+        if not refused and grounding.support(reply, self.question, texts) < grounding.MIN_SUPPORT:
+            log.info("reply not supported by the passages, refusing: %r", reply)
+            refused = True
+        text = REFUSALS[language] if refused else grounding.with_markers(reply, self.question, texts)
+        citations = () if refused else parse_citations(text, packed.hits)
+        timings = Timings(
+            retrieve_s, packed.prompt_tokens, first_token_s, time.perf_counter() - started,
+            len(pieces),
+        )  # fmt: skip
+        used = tuple(Citation.from_hit(n, h) for n, h in enumerate(packed.hits, start=1))
+        self._answer = Answer(
+            self.question, text, citations, refused, timings, language, used,
+            packed.context_tokens, packed.dropped, reply,
+        )  # fmt: skip
+
+
+def safe_upload_name(name: str) -> str:
+    """A display name for an upload: the last path part, harmless characters only."""
+    import re
+    import unicodedata
+
+    base = re.split(r"[\\/]", name)[-1]
+    base = unicodedata.normalize("NFC", base)
+    base = re.sub(r"[^\w.\- ()]+", "_", base).strip(" .") or "upload"
+    return base[:120]

@@ -1,0 +1,162 @@
+"""Prompt building, context packing, citation parsing and refusal detection.
+
+Prompts live in ``qa/prompts/*.txt``. Passages are numbered ``[1]..[n]``; the
+reply's markers are parsed back into the cited chunks.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from index.store import Hit
+from qa.answer import Citation
+
+Messages = list[dict[str, str]]
+
+LANGUAGE_NAMES = {"es": "Spanish", "en": "English"}
+REFUSALS = {
+    "es": "No lo encuentro en los documentos.",
+    "en": "The documents do not contain the answer.",
+}
+# Other ways small models say the same thing; matched on normalized text.
+_REFUSAL_MARKERS = (
+    "no lo encuentro en los documentos",
+    "los documentos no contienen",
+    "no se encuentra en los documentos",
+    "no lo se",
+    "no tengo informacion",
+    "no hay informacion",
+    "the documents do not contain",
+    "not in the documents",
+    "i don't know",
+    "i do not know",
+    "no information",
+)
+
+_SPANISH_HINTS = frozenset(
+    "el la los las de del que y en un una es por para con cómo qué cuál cuáles cuántos "
+    "cuántas quién dónde cuándo son tiene tienen se su sus al lo le más o".split()
+)
+_ENGLISH_HINTS = frozenset(
+    "the a an of and in is are to for with how what which who where when does do "
+    "has have many much it its on by or from".split()
+)
+
+
+def detect_language(text: str) -> str:
+    """``es`` or ``en``: the two languages kbqa answers in.
+
+    A stop-word count is enough to tell these two apart on one question, costs
+    nothing, and is deterministic; a general detector would add a dependency
+    and guess among a hundred languages we do not answer in.
+    """
+    if any(mark in text for mark in "¿¡ñÑ"):
+        return "es"
+    words = re.findall(r"[\wáéíóúü]+", text.lower())
+    spanish = sum(word in _SPANISH_HINTS for word in words)
+    english = sum(word in _ENGLISH_HINTS for word in words)
+    return "es" if spanish > english else "en"
+
+
+@cache
+def _template(name: str) -> str:
+    return resources.files("qa").joinpath("prompts", name).read_text(encoding="utf-8")
+
+
+def passage_label(hit: Hit) -> str:
+    name = hit.chunk.source.removeprefix("upload:").rsplit("/", 1)[-1]
+    page = f", page {hit.chunk.page}" if hit.chunk.page is not None else ""
+    return f"{name}{page}"
+
+
+def build_messages(question: str, hits: Sequence[Hit], language: str) -> Messages:
+    passages = "\n".join(
+        _template("passage.txt").format(number=n, label=passage_label(h), text=h.chunk.text.strip())
+        for n, h in enumerate(hits, start=1)
+    )
+    fields = {
+        "refusal": REFUSALS[language],
+        "language": LANGUAGE_NAMES[language],
+        "passages": passages.strip(),
+        "question": question.strip(),
+    }
+    system = _template("system.txt").format(**fields)
+    user = _template("user.txt").format(**fields)
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+@dataclass(frozen=True)
+class PackedPrompt:
+    messages: Messages
+    hits: tuple[Hit, ...]
+    prompt_tokens: int
+    context_tokens: int
+    dropped: int
+
+
+def pack_prompt(
+    question: str,
+    hits: Sequence[Hit],
+    language: str,
+    count_tokens: Callable[[Messages], int],
+    context_tokens: int,
+) -> PackedPrompt:
+    """Add passages best first while the prompt fits the budget; never cut one.
+
+    ``context_tokens`` bounds the tokens the passages add to the bare prompt,
+    measured with the LLM's own tokenizer and chat template. A passage that
+    does not fit is skipped whole and counted in ``dropped``.
+    """
+    bare = count_tokens(build_messages(question, [], language))
+    kept: list[Hit] = []
+    total = bare
+    for hit in hits:
+        candidate = count_tokens(build_messages(question, [*kept, hit], language))
+        if candidate - bare <= context_tokens:
+            kept.append(hit)
+            total = candidate
+    return PackedPrompt(
+        build_messages(question, kept, language), tuple(kept), total, total - bare,
+        len(hits) - len(kept),
+    )  # fmt: skip
+
+
+_CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+
+
+def parse_citations(text: str, hits: Sequence[Hit]) -> tuple[Citation, ...]:
+    """The passages cited as ``[n]`` or ``[n, m]``, in order of first mention.
+
+    Numbers outside ``1..len(hits)`` are ignored: they point at nothing.
+    """
+    seen: dict[int, Citation] = {}
+    for match in _CITATION.finditer(text):
+        for number in re.split(r"\s*[,;]\s*", match.group(1)):
+            n = int(number)
+            if 1 <= n <= len(hits) and n not in seen:
+                seen[n] = Citation.from_hit(n, hits[n - 1])
+    return tuple(seen.values())
+
+
+def _normalize(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.lower().replace("’", "'"))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def is_refusal(text: str, cites: bool) -> bool:
+    """True when the reply says the documents do not hold the answer.
+
+    A reply that opens with a refusal is one; a reply that cites passages and
+    only mentions a gap later ("... [1]; the documents do not contain X") is not.
+    """
+    normalized = _normalize(text).strip()
+    if not normalized:
+        return True
+    if normalized.startswith(_REFUSAL_MARKERS):
+        return True
+    return not cites and any(marker in normalized for marker in _REFUSAL_MARKERS)

@@ -1,0 +1,73 @@
+"""Typed settings for the CLI and the app: env ``KBQA_*`` or a TOML file.
+
+Library code never reads these; it takes plain arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _data_home() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "kbqa"
+
+
+def _cache_home() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kbqa"
+
+
+class Settings(BaseSettings):
+    """Every knob a user may turn. ``KBQA_CONFIG`` names an optional TOML file."""
+
+    model_config = SettingsConfigDict(env_prefix="KBQA_", extra="ignore")
+
+    home: Path = Field(default_factory=_data_home, description="where knowledge bases live")
+    cache_dir: Path = Field(default_factory=_cache_home, description="converted model copies")
+    embedding_model: str = "all-MiniLM-L6-v2"
+    llm_model: str = "qwen2.5-coder-0.5b-instruct"
+    device: str = "auto"
+    top_k: int = Field(default=5, ge=1, le=100)
+    retrieval: Literal["hybrid", "dense"] = "hybrid"
+
+    context_tokens: int = Field(default=1500, ge=64, description="token budget for passages")
+    max_new_tokens: int = Field(default=256, ge=1)
+    min_score: float = Field(
+        default=0.2, description="below this best retrieval score, refuse without asking the LLM"
+    )
+    chunk_tokens: int = Field(default=200, ge=16)
+    chunk_overlap: int = Field(default=32, ge=0)
+    max_file_mb: float = Field(default=50.0, gt=0)
+
+    @property
+    def default_kb(self) -> Path:
+        return self.home / "default"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = os.environ.get("KBQA_CONFIG")
+        if config:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config)))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and ``KBQA_CONFIG``; ``overrides`` win."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
