@@ -1,0 +1,125 @@
+"""Shared fixtures: deterministic fakes first, the small real models loaded once."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+CORPORA = ROOT / "corpora"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not DATA.is_dir():
+        raise pytest.UsageError(f"test data not found at {DATA} (../shared/data beside the repo)")
+
+
+class FakeEmbedder:
+    """Bag of hashed words: same text, same vector; shared words, nearby vectors."""
+
+    name = "fake-hash-64"
+    dimension = 64
+    max_tokens = 128
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def _vector(self, text: str) -> np.ndarray:
+        vector = np.zeros(self.dimension, dtype=np.float32)
+        for word in re.findall(r"\w+", text.lower()):
+            digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
+            vector[int.from_bytes(digest, "little") % self.dimension] += 1.0
+        norm = np.linalg.norm(vector)
+        return vector / norm if norm else vector
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, 64), "f4")
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embed_passages(texts)
+
+
+class ScriptedGenerator:
+    """Replies with the next scripted text, word by word; records what it was asked."""
+
+    name = "scripted"
+
+    def __init__(self, replies: Sequence[str] = ("",)) -> None:
+        self.replies = list(replies)
+        self.calls: list[list[dict[str, str]]] = []
+
+    def count_tokens(self, messages: list[dict[str, str]]) -> int:
+        return sum(len(m["content"].split()) for m in messages) + 4
+
+    def stream(self, messages: list[dict[str, str]], max_new_tokens: int) -> Iterator[str]:
+        self.calls.append(messages)
+        reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+        for index, word in enumerate(reply.split(" ")):
+            yield word if index == 0 else " " + word
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """No test writes into the user's knowledge bases or the working directory."""
+    monkeypatch.setenv("KBQA_HOME", str(tmp_path_factory.mktemp("kbqa-home")))
+
+
+@pytest.fixture
+def fake_embedder() -> FakeEmbedder:
+    return FakeEmbedder()
+
+
+def make_kb(folder: Path, generator=None, embedder=None, **answer_options):  # type: ignore[no-untyped-def]
+    from ingest.chunking import ChunkerSettings
+    from qa.knowledge_base import AnswerOptions, KnowledgeBase
+
+    options = {"min_score": 0.0, **answer_options}
+    return KnowledgeBase(
+        folder,
+        embedder or FakeEmbedder(),
+        generator or ScriptedGenerator(),
+        AnswerOptions(**options),
+        ChunkerSettings(chunk_tokens=60, overlap_tokens=10),
+        max_file_bytes=5 * 1024 * 1024,
+    )
+
+
+@pytest.fixture(scope="session")
+def real_embedder():  # type: ignore[no-untyped-def]
+    from ingest.embedder import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder("all-MiniLM-L6-v2", device="auto")
+    embedder.embed_passages(["warm up"])
+    return embedder
+
+
+@pytest.fixture(scope="session")
+def small_llm():  # type: ignore[no-untyped-def]
+    from qa.llm import TransformersGenerator
+    from qa.settings import load_settings
+
+    generator = TransformersGenerator("smollm2-135m-instruct", load_settings().cache_dir)
+    generator.load()
+    return generator
+
+
+@pytest.fixture(scope="session")
+def default_llm():  # type: ignore[no-untyped-def]
+    from qa.llm import TransformersGenerator
+    from qa.settings import load_settings
+
+    settings = load_settings()
+    generator = TransformersGenerator(settings.llm_model, settings.cache_dir)
+    generator.load()
+    return generator

@@ -1,0 +1,128 @@
+"""The whole system with the real packaged models, through the CLI and the API."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CORPORA, DATA, ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def kbqa(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KBQA_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "qa.cli", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A KBQA_HOME whose default knowledge base is built from corpora/ by the CLI."""
+    home = tmp_path_factory.mktemp("home")
+    result = kbqa("ingest", "--sync", str(CORPORA), home=home)
+    assert result.returncode == 0, result.stderr
+    assert "0 failed" in result.stdout
+    return home
+
+
+@pytest.fixture(scope="module")
+def default_kb(home: Path, real_embedder, default_llm):  # type: ignore[no-untyped-def]
+    from qa.knowledge_base import KnowledgeBase
+
+    return KnowledgeBase.open(home / "default", embedder=real_embedder, generator=default_llm)
+
+
+def test_spanish_question_through_the_cli_answers_and_cites_the_primer(home: Path) -> None:
+    result = kbqa("ask", "¿Cuántos parámetros tiene GPT-3?", "--json", home=home)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert not answer["refused"], answer
+    assert "175" in answer["text"] and "millones" in answer["text"], answer["text"]
+    assert any(
+        c["name"] == "introduccion-a-los-llm.pdf" and c["page"] and "175 000" in c["text"]
+        for c in answer["citations"]
+    ), answer["citations"]
+    assert answer["timings"]["prompt_tokens"] > 0
+
+
+def test_english_question_answers_in_english(default_kb) -> None:  # type: ignore[no-untyped-def]
+    answer = default_kb.ask("How many parameters does GPT-3 have?")
+    assert not answer.refused, answer
+    assert "175" in answer.text and "billion" in answer.text.lower(), answer.text
+    assert answer.language == "en"
+    assert any("175" in c.text for c in answer.citations)
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["¿Quién ganó el mundial de fútbol de 2010?", "What is the capital of Australia?"],
+)
+def test_questions_the_corpus_cannot_answer_are_refused(default_kb, question: str) -> None:  # type: ignore[no-untyped-def]
+    answer = default_kb.ask(question)
+    assert answer.refused, answer
+    assert answer.citations == ()
+
+
+def test_the_user_guide_answers_how_to_use_kbqa(default_kb) -> None:  # type: ignore[no-untyped-def]
+    answer = default_kb.ask("How do I remove a document from the knowledge base?")
+    assert not answer.refused, answer
+    assert "remove" in answer.text
+    assert any(c.name == "kbqa-user-guide.md" for c in answer.citations)
+
+
+def test_answers_stream_and_are_reproducible(default_kb) -> None:  # type: ignore[no-untyped-def]
+    stream = default_kb.stream("What is fine-tuning?")
+    pieces = list(stream)
+    assert len(pieces) > 1
+    again = default_kb.ask("What is fine-tuning?")
+    assert stream.answer.reply == again.reply  # greedy decoding
+
+
+def test_smollm_runs_the_same_pipeline(home: Path, real_embedder, small_llm) -> None:  # type: ignore[no-untyped-def]
+    from qa.knowledge_base import KnowledgeBase
+
+    kb = KnowledgeBase.open(home / "default", embedder=real_embedder, generator=small_llm)
+    answer = kb.ask("How many parameters does GPT-3 have?")
+    assert answer.timings.prompt_tokens > 0 and answer.reply
+
+
+def test_ingest_of_the_pdf_collection_names_each_bad_file(tmp_path: Path) -> None:
+    kb = str(tmp_path / "pdfs-kb")
+    first = kbqa("ingest", str(DATA / "pdfs"), "--kb", kb, home=tmp_path)
+    assert first.returncode == 3, first.stderr  # finished, some files failed
+    failed = [line for line in first.stderr.splitlines() if line.startswith("failed: ")]
+    reasons = "\n".join(failed)
+    assert "truncated.pdf: broken or truncated PDF" in reasons
+    assert "empty.pdf: empty file" in reasons
+    assert "encrypted-file.pdf: encrypted: password needed" in reasons
+    assert "linn.pdf: no extractable text (scanned or blank pages); OCR needed" in reasons
+    assert "linn.txt" not in reasons  # the reference text next to the scan is fine
+    assert "crazyones.pdf" not in reasons
+    assert f"{len(failed)} failed" in first.stdout
+
+    second = kbqa("ingest", str(DATA / "pdfs"), "--kb", kb, home=tmp_path)
+    assert "0 added, 0 updated" in second.stdout and "0 chunks embedded" in second.stdout
+
+    docs = json.loads(kbqa("docs", "--json", "--kb", kb, home=tmp_path).stdout)
+    names = {d["name"] for d in docs}
+    assert {"crazyones.pdf", "GeoBase_NHNC1_Data_Model_UML_EN.pdf", "linn.txt"} <= names
+    removed = kbqa("remove", "crazyones.pdf", "--kb", kb, home=tmp_path)
+    assert removed.returncode == 0 and "removed: crazyones.pdf" in removed.stdout
+    hits = json.loads(kbqa("search", "crazy ones misfits rebels", "--json", "--kb", kb,
+                           home=tmp_path).stdout)  # fmt: skip
+    assert all(not h["source"].endswith("/crazyones.pdf") for h in hits)
+
+
+def test_cli_errors_are_clear(tmp_path: Path) -> None:
+    missing = kbqa("docs", "--kb", str(tmp_path / "nothing"), home=tmp_path)
+    assert missing.returncode == 1
+    assert "no knowledge base at" in missing.stderr
+    usage = kbqa("ask", home=tmp_path)
+    assert usage.returncode == 2
