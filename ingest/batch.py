@@ -195,8 +195,12 @@ def _ingest_one(
     if previous is not None and previous.doc_id == doc_id:
         return FileOutcome(item.source, "unchanged", None, doc_id)
     twin = sink.document_by_id(doc_id)
-    if twin is not None and twin.source != item.source:
+    if twin is not None and twin.source != item.source and _still_there(twin.source):
+        # Stored once; this file's own older version (if any) no longer applies.
+        if previous is not None:
+            sink.remove_document(previous.doc_id)
         return FileOutcome(item.source, "unchanged", f"same content as {twin.source}", doc_id)
+    # A twin whose file is gone was moved here: storing it below re-points it.
 
     parsed = read_document(item.source, data, fmt, options.password)
     chunks = chunk_document(doc_id, parsed, embedder.count_tokens, chunker)
@@ -219,6 +223,10 @@ def _ingest_one(
     return FileOutcome(
         item.source, status, None, doc_id, parsed.pages, len(chunks), parsed.warnings
     )
+
+
+def _still_there(source: str) -> bool:
+    return source.startswith("upload:") or Path(source).exists()
 
 
 def _embed(embedder: Embedder, chunks: list[Chunk], progress: bool, name: str) -> np.ndarray:

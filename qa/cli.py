@@ -145,8 +145,9 @@ def _stream_answer(kb, question: str, k: int | None):  # type: ignore[no-untyped
 
 def _chat(args: argparse.Namespace) -> int:
     kb = _open(args)
-    names = ", ".join(d.name for d in kb.documents()[:5])
-    print(f"kbqa chat over {kb.folder} ({len(kb.documents())} documents: {names}...)")
+    documents = kb.documents()
+    names = ", ".join(d.name for d in documents[:5]) + (", ..." if len(documents) > 5 else "")
+    print(f"kbqa chat over {kb.folder} ({len(documents)} documents: {names})")
     print("Ask in Spanish or English. /sources shows the passages of the last answer; /quit leaves.")
     last = None
     while True:
@@ -180,13 +181,14 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _docs(args: argparse.Namespace) -> int:
-    records = _open(args).documents()
+    kb = _open(args)
+    records = kb.documents()
     if args.json:
         print(json.dumps([asdict(r) for r in records], ensure_ascii=False, indent=2))
         return EXIT_OK
     for r in records:
         print(f"{r.doc_id[:12]}  {r.pages:4d} p  {r.chunks:5d} chunks  {r.added_at}  {r.name}")
-    print(f"{len(records)} documents in {_open(args).folder}")
+    print(f"{len(records)} documents in {kb.folder}")
     return EXIT_OK
 
 

@@ -221,11 +221,6 @@ def test_text_utf8_with_bom_drops_the_bom():
     assert read_document("a.txt", data).sections[0].text == SPANISH
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: charset_normalizer's best guess for Spanish Latin-1 bytes is "
-    "cp1250, so 'año' decodes as 'ańo' (ingest/readers/text.py decode_text)",
-)
 @pytest.mark.parametrize("text", [SPANISH, SPANISH_PARAGRAPH], ids=["short", "paragraph"])
 def test_text_latin1(text):
     assert read_document("a.txt", text.encode("latin-1")).sections[0].text == text
@@ -385,13 +380,6 @@ def test_debian_consecutive_chunks_of_a_page_overlap_or_touch(debian_chunks):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: chunk_document finds a chunk's span with str.find from the previous "
-    "chunk's start + 1, so a chunk whose text also occurs earlier inside the overlap gets the "
-    "earlier position (page 200: the last chunk 'fiabilidad en el almacenamiento.' is placed "
-    "at 1932 instead of the page end, and the page's last ~30 characters lie in no span)",
-)
 def test_debian_chunk_spans_cover_every_page_in_order(debian_chunks):
     _, chunks, pages = debian_chunks
     problems = []

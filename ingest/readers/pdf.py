@@ -55,14 +55,19 @@ def _read_with_pdfium(
 ) -> tuple[list[str], str | None]:
     import pypdfium2 as pdfium
 
-    try:
-        document = pdfium.PdfDocument(data, password=password)
-    except pdfium.PdfiumError as error:
-        message = str(error)
-        if "password" in message.lower():
-            reason = "encrypted: wrong password" if password else "encrypted: password needed"
-            raise IngestError(source, reason) from error
-        raise _PdfiumFormatError(message) from error
+    # A password given for a batch must not break files that need none.
+    attempts = [password, None] if password else [None]
+    for attempt in attempts:
+        try:
+            document = pdfium.PdfDocument(data, password=attempt)
+            break
+        except pdfium.PdfiumError as error:
+            message = str(error)
+            if "password" not in message.lower():
+                raise _PdfiumFormatError(message) from error
+            if attempt is attempts[-1]:
+                reason = "encrypted: wrong password" if password else "encrypted: password needed"
+                raise IngestError(source, reason) from error
     try:
         pages = []
         for page in document:
