@@ -27,10 +27,15 @@ DATA = ROOT.parent / "shared" / "data"
 PDF = DATA / "debian-reference-es" / "debian-reference.es.pdf"
 
 SEARCHES = [
-    "¿Cómo se instala un paquete con apt?", "configurar la red", "copias de seguridad",
-    "¿Qué es sudo?", "How do I change the keyboard layout?", "systemd services",
-    "compilar el núcleo Linux", "gestión de usuarios y contraseñas",
-]  # fmt: skip
+    "¿Cómo se instala un paquete con apt?",
+    "configurar la red",
+    "copias de seguridad",
+    "¿Qué es sudo?",
+    "How do I change the keyboard layout?",
+    "systemd services",
+    "compilar el núcleo Linux",
+    "gestión de usuarios y contraseñas",
+]
 QUESTIONS = [
     "¿Qué orden muestra el espacio libre en disco?",
     "¿Para qué sirve el fichero /etc/fstab?",
@@ -50,8 +55,12 @@ def machine() -> dict[str, object]:
     except OSError:
         pass
     memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
-    return {"cores": os.cpu_count(), "cpu": cpu, "memory_gb": round(memory_gb, 1),
-            "python": platform.python_version()}  # fmt: skip
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gb": round(memory_gb, 1),
+        "python": platform.python_version(),
+    }
 
 
 def peak_rss_mb() -> float:
@@ -69,9 +78,15 @@ def main() -> None:
     from qa.settings import load_settings
 
     settings = load_settings()
-    results: dict[str, object] = {"machine": machine(), "settings": {
-        "embedding_model": settings.embedding_model, "llm_model": settings.llm_model,
-        "top_k": settings.top_k, "retrieval": settings.retrieval}}  # fmt: skip
+    results: dict[str, object] = {
+        "machine": machine(),
+        "settings": {
+            "embedding_model": settings.embedding_model,
+            "llm_model": settings.llm_model,
+            "top_k": settings.top_k,
+            "retrieval": settings.retrieval,
+        },
+    }
 
     with tempfile.TemporaryDirectory() as folder:
         kb = KnowledgeBase.open(Path(folder) / "kb", settings=settings)
@@ -80,10 +95,13 @@ def main() -> None:
         report = kb.add([PDF])
         seconds = time.perf_counter() - started
         results["ingest"] = {
-            "file": PDF.name, "pages": report.pages, "chunks": report.chunks,
-            "seconds": round(seconds, 2), "pages_per_s": round(report.pages / seconds, 2),
+            "file": PDF.name,
+            "pages": report.pages,
+            "chunks": report.chunks,
+            "seconds": round(seconds, 2),
+            "pages_per_s": round(report.pages / seconds, 2),
             "chunks_per_s": round(report.chunks / seconds, 2),
-        }  # fmt: skip
+        }
         started = time.perf_counter()
         again = kb.add([PDF])
         results["reingest_unchanged_s"] = round(time.perf_counter() - started, 3)
@@ -96,9 +114,12 @@ def main() -> None:
                 started = time.perf_counter()
                 kb.search(query)
                 latencies.append((time.perf_counter() - started) * 1000)
-        results["search_ms"] = {"p50": round(statistics.median(latencies), 2),
-                                "p95": round(sorted(latencies)[int(0.95 * len(latencies))], 2),
-                                "n": len(latencies), "chunks": report.chunks}  # fmt: skip
+        results["search_ms"] = {
+            "p50": round(statistics.median(latencies), 2),
+            "p95": round(sorted(latencies)[int(0.95 * len(latencies))], 2),
+            "n": len(latencies),
+            "chunks": report.chunks,
+        }
 
         kb.generator.load()  # type: ignore[attr-defined]
         questions = QUESTIONS[:2] if args.quick else QUESTIONS
@@ -113,9 +134,10 @@ def main() -> None:
         results["answer_s"] = {
             "first_token_p50": round(statistics.median(first), 2) if first else None,
             "total_p50": round(statistics.median(total), 2),
-            "prompt_tokens_p50": statistics.median(prompt), "questions": len(questions),
+            "prompt_tokens_p50": statistics.median(prompt),
+            "questions": len(questions),
             "refused": refused,
-        }  # fmt: skip
+        }
     results["peak_rss_mb"] = round(peak_rss_mb(), 1)
 
     print(json.dumps(results, indent=2, ensure_ascii=False))

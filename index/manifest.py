@@ -15,8 +15,17 @@ from ingest.errors import KnowledgeBaseError
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-_LIBRARIES = ("kbqa", "faiss-gpu", "faiss-cpu", "sentence-transformers", "transformers", "torch",
-              "pypdfium2", "pypdf", "langchain-text-splitters")  # fmt: skip
+_LIBRARIES = (
+    "kbqa",
+    "faiss-gpu",
+    "faiss-cpu",
+    "sentence-transformers",
+    "transformers",
+    "torch",
+    "pypdfium2",
+    "pypdf",
+    "langchain-text-splitters",
+)
 
 
 @dataclass(frozen=True)

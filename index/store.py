@@ -241,17 +241,35 @@ class KnowledgeBaseStore:
             )
             self._db.execute(
                 f"INSERT INTO documents ({_DOC_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (record.doc_id, record.source, record.name, record.format, record.title,
-                 record.pages, len(chunks), record.size_bytes, record.added_at),
-            )  # fmt: skip
+                (
+                    record.doc_id,
+                    record.source,
+                    record.name,
+                    record.format,
+                    record.title,
+                    record.pages,
+                    len(chunks),
+                    record.size_bytes,
+                    record.added_at,
+                ),
+            )
             new_ids = []
             for chunk, vector in zip(chunks, vectors, strict=True):
                 cursor = self._db.execute(
                     "INSERT INTO chunks (chunk_id, doc_id, ordinal, text, page, start, end, "
                     "heading, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (chunk.id, record.doc_id, chunk.ordinal, chunk.text, chunk.page,
-                     chunk.start, chunk.end, chunk.heading, vector.tobytes()),
-                )  # fmt: skip
+                    (
+                        chunk.id,
+                        record.doc_id,
+                        chunk.ordinal,
+                        chunk.text,
+                        chunk.page,
+                        chunk.start,
+                        chunk.end,
+                        chunk.heading,
+                        vector.tobytes(),
+                    ),
+                )
                 new_ids.append(cursor.lastrowid)
                 self._db.execute(
                     "INSERT INTO chunks_fts (rowid, heading, text) VALUES (?, ?, ?)",
@@ -284,8 +302,10 @@ class KnowledgeBaseStore:
         doc_ids = [row[0] for row in self._db.execute(select_docs, params)]
         row_ids: list[int] = []
         for doc_id in doc_ids:
-            row_ids += [r[0] for r in self._db.execute(
-                "SELECT row_id FROM chunks WHERE doc_id = ?", (doc_id,))]  # fmt: skip
+            row_ids += [
+                r[0]
+                for r in self._db.execute("SELECT row_id FROM chunks WHERE doc_id = ?", (doc_id,))
+            ]
             self._db.execute(
                 "DELETE FROM chunks_fts WHERE rowid IN "
                 "(SELECT row_id FROM chunks WHERE doc_id = ?)",

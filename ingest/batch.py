@@ -106,7 +106,9 @@ class IngestReport:
         counts = ", ".join(
             f"{self.count(s)} {s}" for s in ("added", "updated", "unchanged", "removed", "failed")
         )
-        return f"{counts}; {self.pages} pages, {self.chunks} chunks embedded in {self.seconds:.1f} s"
+        return (
+            f"{counts}; {self.pages} pages, {self.chunks} chunks embedded in {self.seconds:.1f} s"
+        )
 
 
 @dataclass
@@ -188,7 +190,9 @@ def _ingest_one(
     size = item.size()
     if size > options.max_file_bytes:
         limit = options.max_file_bytes / 1024 / 1024
-        raise IngestError(item.source, f"file too large ({size / 1024 / 1024:.1f} MB > {limit:g} MB)")
+        raise IngestError(
+            item.source, f"file too large ({size / 1024 / 1024:.1f} MB > {limit:g} MB)"
+        )
     data = item.read()
     doc_id = document_id(data)
     previous = sink.document_by_source(item.source)
@@ -235,7 +239,9 @@ def _embed(embedder: Embedder, chunks: list[Chunk], progress: bool, name: str) -
     texts = [chunk.text for chunk in chunks]
     show = progress and len(texts) > EMBED_BATCH
     parts = []
-    with tqdm(total=len(texts), unit="chunk", desc=name[-30:], leave=False, disable=not show) as bar:
+    with tqdm(
+        total=len(texts), unit="chunk", desc=name[-30:], leave=False, disable=not show
+    ) as bar:
         for start in range(0, len(texts), EMBED_BATCH):
             parts.append(embedder.embed_passages(texts[start : start + EMBED_BATCH]))
             bar.update(len(parts[-1]))

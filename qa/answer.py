@@ -37,8 +37,18 @@ class Citation:
     @classmethod
     def from_hit(cls, number: int, hit: Hit) -> Citation:
         c = hit.chunk
-        return cls(number, c.id, c.doc_id, c.source, c.page, c.start, c.end, c.text,
-                   round(hit.score, 4), c.heading)  # fmt: skip
+        return cls(
+            number,
+            c.id,
+            c.doc_id,
+            c.source,
+            c.page,
+            c.start,
+            c.end,
+            c.text,
+            round(hit.score, 4),
+            c.heading,
+        )
 
 
 @dataclass(frozen=True)

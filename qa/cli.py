@@ -10,13 +10,19 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from qa.answer import Answer
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--kb", type=Path, help="knowledge-base folder (default: $KBQA_HOME/default)")
+    common.add_argument(
+        "--kb", type=Path, help="knowledge-base folder (default: $KBQA_HOME/default)"
+    )
     common.add_argument("-v", "--verbose", action="store_true", help="log what happens")
 
     parser = argparse.ArgumentParser(
@@ -26,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = commands.add_parser("ingest", parents=[common], help="add or update documents")
     ingest.add_argument("paths", nargs="+", help="files or folders (walked recursively)")
-    ingest.add_argument("--sync", action="store_true", help="also remove documents whose files are gone")
+    ingest.add_argument(
+        "--sync", action="store_true", help="also remove documents whose files are gone"
+    )
     ingest.add_argument("--password", help="password for encrypted PDFs")
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -103,8 +111,9 @@ def _ingest(args: argparse.Namespace) -> int:
         for warning in outcome.warnings:
             tqdm.write(f"warning: {outcome.source}: {warning}", file=sys.stderr)
 
-    result = kb.add(args.paths, password=args.password, sync=args.sync, progress=progress,
-                    on_outcome=report)  # fmt: skip
+    result = kb.add(
+        args.paths, password=args.password, sync=args.sync, progress=progress, on_outcome=report
+    )
     print(result.summary())
     return EXIT_PARTIAL if result.failed else EXIT_OK
 
@@ -148,8 +157,10 @@ def _chat(args: argparse.Namespace) -> int:
     documents = kb.documents()
     names = ", ".join(d.name for d in documents[:5]) + (", ..." if len(documents) > 5 else "")
     print(f"kbqa chat over {kb.folder} ({len(documents)} documents: {names})")
-    print("Ask in Spanish or English. /sources shows the passages of the last answer; /quit leaves.")
-    last = None
+    print(
+        "Ask in Spanish or English. /sources shows the passages of the last answer; /quit leaves."
+    )
+    last: Answer | None = None
     while True:
         try:
             question = input("\n> ").strip()
@@ -162,7 +173,8 @@ def _chat(args: argparse.Namespace) -> int:
             return EXIT_OK
         if question == "/sources":
             for passage in last.passages if last else []:
-                print(f"{passage.label()} (score {passage.score:.2f})\n    {_snippet(passage.text, 300)}")
+                print(f"{passage.label()} (score {passage.score:.2f})")
+                print(f"    {_snippet(passage.text, 300)}")
             continue
         last = _stream_answer(kb, question, None)
 
@@ -171,7 +183,11 @@ def _search(args: argparse.Namespace) -> int:
     kb = _open(args)
     hits = kb.search(args.query, args.k)
     if args.json:
-        print(json.dumps([dict(asdict(h.chunk), score=h.score) for h in hits], ensure_ascii=False, indent=2))
+        print(
+            json.dumps(
+                [dict(asdict(h.chunk), score=h.score) for h in hits], ensure_ascii=False, indent=2
+            )
+        )
         return EXIT_OK
     for rank, hit in enumerate(hits, start=1):
         page = f", p. {hit.chunk.page}" if hit.chunk.page is not None else ""
@@ -213,9 +229,13 @@ def _snippet(text: str, limit: int = 160) -> str:
 
 
 _COMMANDS = {
-    "ingest": _ingest, "ask": _ask, "chat": _chat, "search": _search, "docs": _docs,
+    "ingest": _ingest,
+    "ask": _ask,
+    "chat": _chat,
+    "search": _search,
+    "docs": _docs,
     "remove": _remove,
-}  # fmt: skip
+}
 
 if __name__ == "__main__":
     sys.exit(main())

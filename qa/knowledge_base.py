@@ -1,9 +1,9 @@
 """The public Python API: one knowledge base, its documents, and cited answers.
 
-    kb = KnowledgeBase.open("my-kb")
-    kb.add(["docs/"])
-    answer = kb.ask("¿Cuántos parámetros tiene GPT-3?")
-    print(answer.text, [c.label() for c in answer.citations])
+kb = KnowledgeBase.open("my-kb")
+kb.add(["docs/"])
+answer = kb.ask("¿Cuántos parámetros tiene GPT-3?")
+print(answer.text, [c.label() for c in answer.citations])
 """
 
 from __future__ import annotations
@@ -89,9 +89,15 @@ class KnowledgeBase:
         return cls(
             path,
             embedder or SentenceTransformerEmbedder(settings.embedding_model, settings.device),
-            generator or TransformersGenerator(settings.llm_model, settings.cache_dir, settings.device),
-            AnswerOptions(settings.top_k, settings.context_tokens, settings.max_new_tokens,
-                          settings.min_score, settings.retrieval == "hybrid"),  # fmt: skip
+            generator
+            or TransformersGenerator(settings.llm_model, settings.cache_dir, settings.device),
+            AnswerOptions(
+                settings.top_k,
+                settings.context_tokens,
+                settings.max_new_tokens,
+                settings.min_score,
+                settings.retrieval == "hybrid",
+            ),
             ChunkerSettings(settings.chunk_tokens, settings.chunk_overlap),
             int(settings.max_file_mb * 1024 * 1024),
         )
@@ -116,9 +122,7 @@ class KnowledgeBase:
                 on_outcome(outcome)
         return IngestReport(tuple(missing) + report.outcomes, report.seconds)
 
-    def add_bytes(
-        self, name: str, data: bytes, *, password: str | None = None
-    ) -> FileOutcome:
+    def add_bytes(self, name: str, data: bytes, *, password: str | None = None) -> FileOutcome:
         """Ingest an uploaded file. ``name`` is only a label, never a path."""
         safe = safe_upload_name(name)
         report = self._ingest([InputFile(f"upload:{safe}", data=data)], password, False, None, [])
@@ -139,10 +143,12 @@ class KnowledgeBase:
         records = self.documents()
         resolved = str(Path(document).expanduser().resolve()) if "/" in document else None
         matches = [
-            r for r in records
-            if document in (r.source, r.name, f"upload:{r.name}") or r.source == resolved
+            r
+            for r in records
+            if document in (r.source, r.name, f"upload:{r.name}")
+            or r.source == resolved
             or (len(document) >= 6 and r.doc_id.startswith(document))
-        ]  # fmt: skip
+        ]
         if not matches:
             raise KbqaError(f"no document matches {document!r} in {self.folder}")
         if len(matches) > 1:
@@ -251,9 +257,16 @@ class AnswerStream:
             text = REFUSALS[language]
             yield text
             total = time.perf_counter() - started
-            self._answer = Answer(self.question, text, (), True,
-                                  Timings(retrieve_s, 0, None, total), language, closest,
-                                  reply=text)  # fmt: skip
+            self._answer = Answer(
+                self.question,
+                text,
+                (),
+                True,
+                Timings(retrieve_s, 0, None, total),
+                language,
+                closest,
+                reply=text,
+            )
             return
 
         generator = kb.generator
@@ -273,17 +286,30 @@ class AnswerStream:
         if not refused and grounding.support(reply, self.question, texts) < grounding.MIN_SUPPORT:
             log.info("reply not supported by the passages, refusing: %r", reply)
             refused = True
-        text = REFUSALS[language] if refused else grounding.with_markers(reply, self.question, texts)
+        text = (
+            REFUSALS[language] if refused else grounding.with_markers(reply, self.question, texts)
+        )
         citations = () if refused else parse_citations(text, packed.hits)
         timings = Timings(
-            retrieve_s, packed.prompt_tokens, first_token_s, time.perf_counter() - started,
+            retrieve_s,
+            packed.prompt_tokens,
+            first_token_s,
+            time.perf_counter() - started,
             len(pieces),
-        )  # fmt: skip
+        )
         used = tuple(Citation.from_hit(n, h) for n, h in enumerate(packed.hits, start=1))
         self._answer = Answer(
-            self.question, text, citations, refused, timings, language, used,
-            packed.context_tokens, packed.dropped, reply,
-        )  # fmt: skip
+            self.question,
+            text,
+            citations,
+            refused,
+            timings,
+            language,
+            used,
+            packed.context_tokens,
+            packed.dropped,
+            reply,
+        )
 
 
 def safe_upload_name(name: str) -> str:

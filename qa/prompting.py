@@ -121,9 +121,12 @@ def pack_prompt(
             kept.append(hit)
             total = candidate
     return PackedPrompt(
-        build_messages(question, kept, language), tuple(kept), total, total - bare,
+        build_messages(question, kept, language),
+        tuple(kept),
+        total,
+        total - bare,
         len(hits) - len(kept),
-    )  # fmt: skip
+    )
 
 
 _CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")

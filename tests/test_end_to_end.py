@@ -18,8 +18,12 @@ def kbqa(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KBQA_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
         [sys.executable, "-m", "qa.cli", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +119,9 @@ def test_ingest_of_the_pdf_collection_names_each_bad_file(tmp_path: Path) -> Non
     assert {"crazyones.pdf", "GeoBase_NHNC1_Data_Model_UML_EN.pdf", "linn.txt"} <= names
     removed = kbqa("remove", "crazyones.pdf", "--kb", kb, home=tmp_path)
     assert removed.returncode == 0 and "removed: crazyones.pdf" in removed.stdout
-    hits = json.loads(kbqa("search", "crazy ones misfits rebels", "--json", "--kb", kb,
-                           home=tmp_path).stdout)  # fmt: skip
+    hits = json.loads(
+        kbqa("search", "crazy ones misfits rebels", "--json", "--kb", kb, home=tmp_path).stdout
+    )
     assert all(not h["source"].endswith("/crazyones.pdf") for h in hits)
 
 

@@ -129,9 +129,12 @@ def test_folder_with_every_format_is_ingested_and_searchable(tmp_path):
     records = {r.name: r for r in kb.documents()}
     assert set(records) == set(words)
     assert {n: r.format for n, r in records.items()} == {
-        "crazyones.pdf": "pdf", "report.docx": "docx", "page.html": "html",
-        "notes.md": "markdown", "plain.txt": "text",
-    }  # fmt: skip
+        "crazyones.pdf": "pdf",
+        "report.docx": "docx",
+        "page.html": "html",
+        "notes.md": "markdown",
+        "plain.txt": "text",
+    }
     for name, record in records.items():
         assert record.chunks >= 1
         assert record.pages == 1
@@ -423,8 +426,9 @@ def test_reopening_the_folder_gives_same_documents_and_results(tmp_path):
 
     reopened = make_kb(tmp_path / "kb")
     assert reopened.documents() == documents
-    assert [[(h.chunk.id, round(h.score, 5)) for h in reopened.search(q, 5)]
-            for q in queries] == results  # fmt: skip
+    assert [
+        [(h.chunk.id, round(h.score, 5)) for h in reopened.search(q, 5)] for q in queries
+    ] == results
     assert_index_consistent(reopened)
     # Still usable for writing after the round trip.
     assert by_name(reopened.add([tmp_path / "docs"]))["plain.txt"].status == "unchanged"

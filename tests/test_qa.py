@@ -49,9 +49,7 @@ def test_refusal_from_the_model_has_no_citations(tmp_path: Path, corpus: Path) -
     assert answer.passages  # the closest passages are still shown
 
 
-def test_unsupported_reply_is_treated_as_not_in_the_documents(
-    tmp_path: Path, corpus: Path
-) -> None:
+def test_unsupported_reply_is_treated_as_not_in_the_documents(tmp_path: Path, corpus: Path) -> None:
     kb = make_kb(tmp_path / "kb", ScriptedGenerator(["Spain won it in Johannesburg in 2010."]))
     kb.add([corpus])
     answer = kb.ask("Who won the 2010 World Cup?")
@@ -60,9 +58,7 @@ def test_unsupported_reply_is_treated_as_not_in_the_documents(
     assert answer.reply == "Spain won it in Johannesburg in 2010."
 
 
-def test_nothing_close_enough_refuses_without_calling_the_llm(
-    tmp_path: Path, corpus: Path
-) -> None:
+def test_nothing_close_enough_refuses_without_calling_the_llm(tmp_path: Path, corpus: Path) -> None:
     generator = ScriptedGenerator(["should not be used"])
     kb = make_kb(tmp_path / "kb", generator, min_score=0.99)
     kb.add([corpus])

@@ -145,8 +145,14 @@ def test_html_headings_become_sections_without_script_or_style():
     assert "Install the tool first." in started.text
     assert "Edit the file" in config.text and "Restart" in config.text
     text = whole_text(document)
-    for hidden in ("trackingSecret", "do-not-index", "color: red", "secretfont",
-                   "inline script text", "enable javascript"):  # fmt: skip
+    for hidden in (
+        "trackingSecret",
+        "do-not-index",
+        "color: red",
+        "secretfont",
+        "inline script text",
+        "enable javascript",
+    ):
         assert hidden not in text
     assert_offsets_match_joined_text(document)
 

@@ -12,9 +12,27 @@ from ingest.types import ParsedDocument, Section
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 _INVISIBLE = ["script", "style", "noscript", "template", "svg", "head"]
 _BLOCKS = {
-    "p", "div", "li", "tr", "br", "pre", "table", "section", "article", "dt", "dd",
-    "blockquote", "ul", "ol", "dl", "header", "footer", "td", "th", "caption",
-}  # fmt: skip
+    "p",
+    "div",
+    "li",
+    "tr",
+    "br",
+    "pre",
+    "table",
+    "section",
+    "article",
+    "dt",
+    "dd",
+    "blockquote",
+    "ul",
+    "ol",
+    "dl",
+    "header",
+    "footer",
+    "td",
+    "th",
+    "caption",
+}
 
 
 def read_html(source: str, data: bytes, password: str | None = None) -> ParsedDocument:

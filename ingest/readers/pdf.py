@@ -36,8 +36,10 @@ def read_pdf(source: str, data: bytes, password: str | None = None) -> ParsedDoc
     if not all(with_text):
         missing = [str(n) for n, ok in enumerate(with_text, start=1) if not ok]
         shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
-        warnings = (f"{len(missing)} of {len(pages)} pages have no extractable text "
-                    f"(OCR needed): page {shown}",)  # fmt: skip
+        warnings = (
+            f"{len(missing)} of {len(pages)} pages have no extractable text "
+            f"(OCR needed): page {shown}",
+        )
     sections = tuple(
         Section(text, number, 0)
         for number, (text, ok) in enumerate(zip(pages, with_text, strict=True), start=1)

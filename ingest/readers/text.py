@@ -9,12 +9,15 @@ from charset_normalizer import from_bytes
 from ingest.errors import IngestError
 from ingest.types import ParsedDocument, Section
 
-
 # kbqa reads Spanish and English: among legacy 8-bit encodings, Western European
 # ones come first (the general detector alone read Latin-1 "año" as cp1250 "ańo").
 _WESTERN = ["cp1252", "latin_1", "iso8859_15"]
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))  # fmt: skip
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 
 def decode_text(source: str, data: bytes) -> str:
@@ -39,6 +42,4 @@ def read_text(source: str, data: bytes, password: str | None = None) -> ParsedDo
     text = decode_text(source, data)
     if "\x00" in text:
         raise IngestError(source, "binary content, not text")
-    return ParsedDocument(
-        source=source, format="text", pages=1, sections=(Section(text, None, 0),)
-    )
+    return ParsedDocument(source=source, format="text", pages=1, sections=(Section(text, None, 0),))

@@ -41,7 +41,7 @@ DEFAULT_OUTPUT = REPO / "corpora" / "introduccion-a-los-llm.pdf"
 FONT = "Helvetica"
 BODY_SIZE = 11
 LINE_H = 5.8
-FIXED_DATE = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+FIXED_DATE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
 
 def parse(text: str) -> list[tuple[str, str]]:
@@ -79,7 +79,7 @@ def parse(text: str) -> list[tuple[str, str]]:
 def check_charset(blocks: list[tuple[str, str]]) -> None:
     """Fail early on characters the core font cannot encode or that break search."""
     problems = []
-    for kind, text in blocks:
+    for _kind, text in blocks:
         for ch in text:
             if ch in "\u00a0\u202f\u2009":
                 problems.append(f"non-plain space U+{ord(ch):04X} in: {text[:60]!r}")
@@ -184,8 +184,7 @@ def build(blocks: list[tuple[str, str]], output: Path) -> int:
                 pdf.set_x(pdf.l_margin + 3)
                 pdf.cell(indent - 3, line_h, "-")
             pdf.set_x(pdf.l_margin + indent)
-            pdf.cell(pdf.epw - indent, line_h, line,
-                     new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            pdf.cell(pdf.epw - indent, line_h, line, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         pdf.ln(after)
 
     output.parent.mkdir(parents=True, exist_ok=True)
