@@ -374,6 +374,25 @@ class KnowledgeBaseStore:
             matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
             vectors.add(ids, matrix.reshape(len(rows), dimension))
         self._vectors, self._loaded_generation = vectors, generation
+        if not self._writing:
+            self._save_snapshot_if_idle()
+
+    def _save_snapshot_if_idle(self) -> None:
+        """After a rebuild (e.g. a writer was killed), keep it for the next open."""
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.folder / LOCK_NAME))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return  # a writer is busy and will save its own snapshot
+        try:
+            if self.generation() == self._loaded_generation:
+                self._save_vectors()
+        except OSError as error:  # a read-only folder still answers questions
+            log.info("could not save the vector snapshot: %s", error)
+        finally:
+            lock.release()
 
     def _save_vectors(self) -> None:
         generation = self.generation()
