@@ -1,0 +1,60 @@
+"""Settings come from KBQA_* variables or a TOML file; nothing is hard-wired."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from qa.knowledge_base import KnowledgeBase
+from qa.settings import load_settings
+
+
+def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("KBQA_HOME", str(tmp_path))
+    monkeypatch.setenv("KBQA_LLM_MODEL", "smollm2-135m-instruct")
+    monkeypatch.setenv("KBQA_TOP_K", "7")
+    settings = load_settings()
+    assert settings.embedding_model == "all-MiniLM-L6-v2"
+    assert settings.llm_model == "smollm2-135m-instruct"
+    assert settings.top_k == 7
+    assert settings.default_kb == tmp_path / "default"
+
+
+def test_toml_file_named_by_kbqa_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "kbqa.toml"
+    config.write_text('embedding_model = "/models/my-embedder"\ncontext_tokens = 900\n')
+    monkeypatch.setenv("KBQA_CONFIG", str(config))
+    settings = load_settings()
+    assert settings.embedding_model == "/models/my-embedder"
+    assert settings.context_tokens == 900
+    monkeypatch.setenv("KBQA_CONTEXT_TOKENS", "1200")  # the environment wins over the file
+    assert load_settings().context_tokens == 1200
+
+
+def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KBQA_TOP_K", "0")
+    with pytest.raises(ValidationError):
+        load_settings()
+
+
+def test_open_uses_the_configured_models_without_loading_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KBQA_LLM_MODEL", "smollm2-135m-instruct")
+    monkeypatch.setenv("KBQA_RETRIEVAL", "dense")
+    kb = KnowledgeBase.open(tmp_path / "kb")
+    assert kb.generator.name == "smollm2-135m-instruct"
+    assert kb.embedder.name == "all-MiniLM-L6-v2"
+    assert kb.answer_options.hybrid is False
+    assert not (tmp_path / "kb").exists()  # created on the first add, not on open
+
+
+def test_importing_the_api_does_not_import_torch_or_faiss() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, kbqa; print('torch' in sys.modules, 'faiss' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
