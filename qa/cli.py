@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     docs = commands.add_parser("docs", parents=[common], help="list documents")
     docs.add_argument("--json", action="store_true")
 
+    serve = commands.add_parser("serve", parents=[common], help="start the web app")
+    serve.add_argument("--port", type=int, default=8501)
+    serve.add_argument("--host", default="localhost")
+
     remove = commands.add_parser("remove", parents=[common], help="remove documents")
     remove.add_argument("documents", nargs="+", help="file name, path or id prefix")
     return parser
@@ -223,6 +227,23 @@ def _remove(args: argparse.Namespace) -> int:
     return status
 
 
+def _serve(args: argparse.Namespace) -> int:
+    """Run the Streamlit app (app/main.py) over the chosen knowledge base."""
+    import subprocess
+
+    app = Path(__file__).resolve().parents[1] / "app" / "main.py"
+    env = dict(os.environ)
+    if args.kb:
+        env["KBQA_KB"] = str(Path(args.kb).expanduser().resolve())
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(app),
+        "--server.port", str(args.port), "--server.address", args.host,
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    print(f"kbqa web app on http://{args.host}:{args.port}", file=sys.stderr)
+    return subprocess.call(command, env=env)
+
+
 def _snippet(text: str, limit: int = 160) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
@@ -235,6 +256,7 @@ _COMMANDS = {
     "search": _search,
     "docs": _docs,
     "remove": _remove,
+    "serve": _serve,
 }
 
 if __name__ == "__main__":
