@@ -147,25 +147,45 @@ def ingest_files(
     options: IngestOptions,
     sync_roots: Sequence[Path] = (),
 ) -> IngestReport:
-    """Add, update or skip each file; with ``sync_roots``, drop documents gone from them."""
+    """Add, update or skip each file; with ``sync_roots``, drop documents gone from them.
+
+    Small files are parsed ahead and embedded together in batches of about
+    ``EMBED_BATCH`` chunks (one model call instead of one per file); each
+    document is still written in its own transaction.
+    """
     from tqdm import tqdm
 
     started = time.perf_counter()
     outcomes: list[FileOutcome] = []
-    chunker = options.chunker
+    pending: list[_Prepared] = []
     bar = tqdm(total=len(files), unit="file", disable=not options.progress, desc="ingest")
-    for item in files:
-        bar.set_postfix_str(item.name[-40:], refresh=False)
-        try:
-            outcome = _ingest_one(sink, embedder, item, chunker, options)
-        except IngestError as error:
-            outcome = FileOutcome(item.source, "failed", error.reason)
-        except (OSError, MemoryError) as error:
-            outcome = FileOutcome(item.source, "failed", f"{type(error).__name__}: {error}")
+
+    def report(outcome: FileOutcome) -> None:
         outcomes.append(outcome)
         if options.on_outcome:
             options.on_outcome(outcome)
         bar.update(1)
+
+    def flush() -> None:
+        for outcome in _embed_and_store(sink, embedder, pending, options.progress):
+            report(outcome)
+        pending.clear()
+
+    for item in files:
+        bar.set_postfix_str(item.name[-40:], refresh=False)
+        try:
+            prepared = _prepare(sink, embedder, item, options, pending)
+        except IngestError as error:
+            prepared = FileOutcome(item.source, "failed", error.reason)
+        except (OSError, MemoryError) as error:
+            prepared = FileOutcome(item.source, "failed", f"{type(error).__name__}: {error}")
+        if isinstance(prepared, FileOutcome):
+            report(prepared)
+            continue
+        pending.append(prepared)
+        if sum(len(p.chunks) for p in pending) >= EMBED_BATCH:
+            flush()
+    flush()
     bar.close()
     if sync_roots:
         seen = {item.source for item in files}
@@ -176,13 +196,23 @@ def ingest_files(
     return IngestReport(tuple(outcomes), time.perf_counter() - started)
 
 
-def _ingest_one(
+@dataclass(frozen=True)
+class _Prepared:
+    """A file parsed and chunked, waiting for its vectors."""
+
+    record: DocumentRecord
+    chunks: list[Chunk]
+    replaces: DocumentRecord | None
+    warnings: tuple[str, ...]
+
+
+def _prepare(
     sink: DocumentSink,
     embedder: Embedder,
     item: InputFile,
-    chunker: ChunkerSettings,
     options: IngestOptions,
-) -> FileOutcome:
+    pending: Sequence[_Prepared],
+) -> _Prepared | FileOutcome:
     fmt = format_of(item.name)
     if fmt is None:
         suffix = Path(item.name).suffix or "(no extension)"
@@ -205,12 +235,16 @@ def _ingest_one(
             sink.remove_document(previous.doc_id)
         return FileOutcome(item.source, "unchanged", f"same content as {twin.source}", doc_id)
     # A twin whose file is gone was moved here: storing it below re-points it.
+    queued = next((p for p in pending if p.record.doc_id == doc_id), None)
+    if queued is not None:
+        return FileOutcome(
+            item.source, "unchanged", f"same content as {queued.record.source}", doc_id
+        )
 
     parsed = read_document(item.source, data, fmt, options.password)
-    chunks = chunk_document(doc_id, parsed, embedder.count_tokens, chunker)
+    chunks = chunk_document(doc_id, parsed, embedder.count_tokens, options.chunker)
     if not chunks:
         raise IngestError(item.source, "no text found in the file")
-    vectors = _embed(embedder, chunks, options.progress, item.name)
     record = DocumentRecord(
         doc_id=doc_id,
         source=item.source,
@@ -222,11 +256,28 @@ def _ingest_one(
         added_at=datetime.now(UTC).isoformat(timespec="seconds"),
         title=parsed.title,
     )
-    sink.replace_document(record, chunks, vectors)
-    status: Status = "updated" if previous is not None else "added"
-    return FileOutcome(
-        item.source, status, None, doc_id, parsed.pages, len(chunks), parsed.warnings
-    )
+    return _Prepared(record, chunks, previous, parsed.warnings)
+
+
+def _embed_and_store(
+    sink: DocumentSink, embedder: Embedder, batch: Sequence[_Prepared], progress: bool
+) -> list[FileOutcome]:
+    if not batch:
+        return []
+    chunks = [chunk for prepared in batch for chunk in prepared.chunks]
+    vectors = _embed(embedder, chunks, progress, batch[-1].record.name)
+    outcomes = []
+    offset = 0
+    for prepared in batch:
+        record, count = prepared.record, len(prepared.chunks)
+        sink.replace_document(record, prepared.chunks, vectors[offset : offset + count])
+        offset += count
+        status: Status = "updated" if prepared.replaces is not None else "added"
+        outcomes.append(
+            FileOutcome(record.source, status, None, record.doc_id, record.pages, count,
+                        prepared.warnings)
+        )  # fmt: skip
+    return outcomes
 
 
 def _still_there(source: str) -> bool:
