@@ -21,7 +21,7 @@ from ingest.chunking import ChunkerSettings, chunk_document
 from ingest.embedder import Embedder
 from ingest.errors import IngestError
 from ingest.readers import format_of, read_document
-from ingest.types import Chunk, DocumentRecord, document_id
+from ingest.types import Chunk, DocumentRecord, display_name, document_id, is_path_source
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class InputFile:
     """A file to ingest: a path on disk, or bytes with a trusted display name.
 
     ``source`` identifies the document across runs (an absolute path, or
-    ``upload:<sanitised name>``); it is never used to open anything.
+    ``scheme:<name>`` such as ``upload:report.pdf``); it is never used to open anything.
     """
 
     source: str
@@ -59,7 +59,7 @@ class InputFile:
 
     @property
     def name(self) -> str:
-        return Path(self.source.removeprefix("upload:")).name
+        return display_name(self.source)
 
     def size(self) -> int:
         return len(self.data) if self.data is not None else os.stat(self.path or "").st_size
@@ -281,7 +281,7 @@ def _embed_and_store(
 
 
 def _still_there(source: str) -> bool:
-    return source.startswith("upload:") or Path(source).exists()
+    return not is_path_source(source) or Path(source).exists()
 
 
 def _embed(embedder: Embedder, chunks: list[Chunk], progress: bool, name: str) -> np.ndarray:

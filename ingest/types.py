@@ -71,6 +71,19 @@ class DocumentRecord:
     title: str | None = None
 
 
+def display_name(source: str) -> str:
+    """The file name shown for a source: a path's last part, or the name after
+    a ``scheme:`` prefix (``upload:report.pdf``, ``eval:squad/3-1.txt``)."""
+    if not source.startswith("/") and ":" in source:
+        source = source.split(":", 1)[1]
+    return source.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def is_path_source(source: str) -> bool:
+    """Sources of files on disk are absolute paths; others carry a scheme."""
+    return source.startswith("/")
+
+
 def document_id(data: bytes) -> str:
     """A document's id is the SHA-256 of its bytes: same bytes, same id."""
     return hashlib.sha256(data).hexdigest()

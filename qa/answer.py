@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from index.store import Hit
+from ingest.types import display_name
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Citation:
 
     @property
     def name(self) -> str:
-        return Path(self.source.removeprefix("upload:")).name
+        return display_name(self.source)
 
     def label(self) -> str:
         """``[2] guide.pdf, p. 3`` — how a citation is shown to people."""

@@ -128,6 +128,14 @@ class KnowledgeBase:
         report = self._ingest([InputFile(f"upload:{safe}", data=data)], password, False, None, [])
         return report.outcomes[0]
 
+    def add_texts(
+        self, texts: Sequence[tuple[str, str]], *, scheme: str = "text", progress: bool = False
+    ) -> IngestReport:
+        """Ingest in-memory texts as ``(name, text)``; ``name`` should end in ``.txt`` or
+        ``.md`` and becomes the source ``<scheme>:<name>``. Used by ``kbqa eval``."""
+        files = [InputFile(f"{scheme}:{name}", data=text.encode()) for name, text in texts]
+        return self._ingest(files, None, progress, None, [])
+
     def remove(self, document: str) -> DocumentRecord:
         """Remove one document, named by file name, source path or id prefix."""
         record = self.find_document(document)

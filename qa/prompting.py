@@ -14,6 +14,7 @@ from functools import cache
 from importlib import resources
 
 from index.store import Hit
+from ingest.types import display_name
 from qa.answer import Citation
 
 Messages = list[dict[str, str]]
@@ -69,7 +70,7 @@ def _template(name: str) -> str:
 
 
 def passage_label(hit: Hit) -> str:
-    name = hit.chunk.source.removeprefix("upload:").rsplit("/", 1)[-1]
+    name = display_name(hit.chunk.source)
     page = f", page {hit.chunk.page}" if hit.chunk.page is not None else ""
     return f"{name}{page}"
 
