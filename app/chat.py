@@ -1,0 +1,296 @@
+"""The conversation: asking (with follow-up rewriting), streaming, answers and sources."""
+
+from __future__ import annotations
+
+import html
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+
+from app import originals
+from app.highlight import cited_spans, passage_html, sentences_citing
+from app.pdfpage import Mark, render_page
+from app.state import Models
+from ingest.errors import KbqaError
+from qa.answer import Answer, Citation
+from qa.followup import Rewrite, Turn, rewrite_followup
+from qa.knowledge_base import KnowledgeBase
+
+_MARKERS = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+CURSOR = "▌"
+USER_AVATAR = ":material/person:"
+ASSISTANT_AVATAR = ":material/menu_book:"
+CLOSEST_SHOWN = 3
+
+
+@dataclass
+class Exchange:
+    """One question and what came of it."""
+
+    question: str
+    kb: str
+    rewrite: Rewrite | None = None
+    answer: Answer | None = None
+    error: str | None = None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def pending(self) -> bool:
+        return self.answer is None and self.error is None
+
+
+def conversation(kb: Path) -> list[Exchange]:
+    """This session's conversation with the knowledge base ``kb`` (kept per KB)."""
+    chats: dict[str, list[Exchange]] = st.session_state.setdefault("chats", {})
+    return chats.setdefault(str(kb), [])
+
+
+def history(exchanges: list[Exchange]) -> list[Turn]:
+    """Earlier answered turns, as the follow-up rewriter sees them."""
+    return [
+        Turn(e.rewrite.standalone if e.rewrite else e.question, e.answer.text)
+        for e in exchanges
+        if e.answer is not None
+    ]
+
+
+# -- asking ---------------------------------------------------------------
+
+
+def answer_pending(
+    exchange: Exchange,
+    earlier: list[Exchange],
+    kb: KnowledgeBase,
+    models: Models,
+    top_k: int,
+    rewrite_followups: bool,
+) -> None:
+    """Answer ``exchange`` in an assistant message, streaming the reply as it comes."""
+    with st.chat_message("assistant", avatar=ASSISTANT_AVATAR):
+        status = st.empty()
+        body = st.empty()
+        models.warm_up()
+        if not models.ready.is_set():
+            status.caption(":material/hourglass_top: Loading the models (first answer only)…")
+            models.ready.wait()
+        if models.error:
+            exchange.error = f"The models could not be loaded: {models.error}"
+            status.empty()
+            st.error(exchange.error)
+            return
+        try:
+            with models.llm_lock:
+                turns = history(earlier) if rewrite_followups else []
+                if turns:
+                    status.caption(":material/forum: Reading the question in its conversation…")
+                rewrite = rewrite_followup(exchange.question, turns, models.generator)
+                exchange.rewrite = rewrite
+                searching = f"Searching for “{_md(rewrite.standalone)}”…"
+                status.caption(
+                    ":material/search: "
+                    + (searching if rewrite.rewritten else "Searching the documents…")
+                )
+                stream = kb.stream(rewrite.standalone, top_k)
+                text = ""
+                for piece in stream:
+                    if not text:
+                        status.caption(":material/edit_note: Writing the answer…")
+                    text += piece
+                    body.markdown(answer_html(text, cursor=True), unsafe_allow_html=True)
+                exchange.answer = stream.answer
+        except KbqaError as error:
+            exchange.error = str(error)
+        status.empty()
+        body.empty()
+        if exchange.error:
+            st.error(exchange.error)
+        else:
+            answer_body(exchange, latest=True)
+
+
+# -- showing ----------------------------------------------------------------
+
+
+def show_exchange(exchange: Exchange, latest: bool) -> None:
+    with st.chat_message("user", avatar=USER_AVATAR):
+        st.markdown(
+            f'<div class="kbqa-question">{plain_html(exchange.question)}</div>',
+            unsafe_allow_html=True,
+        )
+    if exchange.pending:
+        return
+    with st.chat_message("assistant", avatar=ASSISTANT_AVATAR):
+        if exchange.error:
+            st.error(exchange.error)
+        else:
+            answer_body(exchange, latest)
+
+
+def answer_body(exchange: Exchange, latest: bool) -> None:
+    answer = exchange.answer
+    assert answer is not None
+    if answer.refused:
+        st.markdown(
+            f'<div class="kbqa-refusal">{plain_html(answer.text)}</div>',
+            unsafe_allow_html=True,
+        )
+        shown = answer.passages[:CLOSEST_SHOWN]
+        if shown:
+            with st.expander(f"Closest passages found · {len(shown)}", expanded=False):
+                st.caption(
+                    "None of these was close enough to answer from; they are what the "
+                    "search found nearest to the question."
+                )
+                for passage in shown:
+                    source_card(passage, exchange, highlight=False, picture=False)
+    else:
+        st.markdown(answer_html(answer.text), unsafe_allow_html=True)
+        cited = answer.citations
+        if cited:
+            with st.expander(f"Sources · {len(cited)}", expanded=latest):
+                for number, citation in enumerate(cited):
+                    if number:
+                        st.divider()
+                    source_card(citation, exchange, highlight=True, picture=True)
+        else:
+            st.caption(
+                ":orange[:material/warning:] No passage supports a specific sentence; "
+                "check the answer against the passages used."
+            )
+            with st.expander(f"Passages used · {len(answer.passages)}"):
+                for passage in answer.passages:
+                    source_card(passage, exchange, highlight=False, picture=False)
+    details(exchange)
+
+
+def source_card(citation: Citation, exchange: Exchange, highlight: bool, picture: bool) -> None:
+    answer = exchange.answer
+    assert answer is not None
+    where = f" · page {citation.page}" if citation.page is not None else ""
+    section = f" · {html.escape(citation.heading)}" if citation.heading else ""
+    st.markdown(
+        f'<div class="kbqa-source-head"><span class="kbqa-ref">[{citation.number}]</span> '
+        f"<b>{html.escape(citation.name)}</b>{where}{section}"
+        f'<span class="kbqa-score" title="cosine similarity to the question">'
+        f"score {citation.score:.2f}</span></div>",
+        unsafe_allow_html=True,
+    )
+    question = exchange.rewrite.standalone if exchange.rewrite else exchange.question
+    spans = (
+        cited_spans(citation.text, sentences_citing(answer.text, citation.number), question)
+        if highlight
+        else []
+    )
+    text = f'<div class="kbqa-passage">{passage_html(citation.text, spans)}</div>'
+    png = page_picture(exchange.kb, citation, spans) if picture else None
+    if png is None:
+        st.markdown(text, unsafe_allow_html=True)
+        return
+    left, right = st.columns([1, 1], gap="medium")
+    left.markdown(text, unsafe_allow_html=True)
+    right.image(png, caption=f"{citation.name}, page {citation.page}", width="stretch")
+
+
+def page_picture(kb: str, citation: Citation, spans: list[tuple[int, int]]) -> bytes | None:
+    """The cited PDF page with the passage marked, or None (not a PDF, file gone)."""
+    if citation.page is None:
+        return None
+    pdf = originals.find_pdf(Path(kb), citation.source, citation.doc_id)
+    if pdf is None:
+        return None
+    marks = (Mark(citation.start, citation.end),) + tuple(
+        Mark(citation.start + s, citation.start + e, cited=True) for s, e in spans
+    )
+    return _page_png(str(pdf), pdf.stat().st_mtime_ns, citation.page, citation.text, marks)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _page_png(
+    pdf: str, mtime_ns: int, page: int, passage: str, marks: tuple[Mark, ...]
+) -> bytes | None:
+    try:
+        return render_page(Path(pdf), page, passage, marks, crop=True).png
+    except (ValueError, OSError):
+        return None
+
+
+def details(exchange: Exchange) -> None:
+    """Timings on one line; the rewritten question and every retrieval score on demand."""
+    answer = exchange.answer
+    assert answer is not None
+    t = answer.timings
+    parts = [f":material/timer: {t.total_s:.1f} s"]
+    if t.first_token_s is not None:
+        parts.append(f"first words {t.first_token_s:.1f} s")
+    if answer.context_tokens:
+        parts.append(f"{answer.context_tokens} context tokens")
+    parts.append(f"{len(answer.passages)} passages")
+    if answer.passages:
+        parts.append(f"best score {max(p.score for p in answer.passages):.2f}")
+    rewritten = exchange.rewrite is not None and exchange.rewrite.rewritten
+    label = "Details · follow-up rewritten" if rewritten else "Details"
+    st.caption(" · ".join(parts))
+    with st.expander(label, expanded=False):
+        if exchange.rewrite is not None and rewritten:
+            st.markdown(
+                f"<div><b>Follow-up read as:</b> {plain_html(exchange.rewrite.standalone)}</div>",
+                unsafe_allow_html=True,
+            )
+        cited = {c.chunk_id for c in answer.citations}
+        rows = [
+            {
+                "#": p.number,
+                "document": p.name,
+                "page": p.page,
+                "score": p.score,
+                "cited": p.chunk_id in cited,
+            }
+            for p in answer.passages
+        ]
+        if rows:
+            st.dataframe(
+                rows,
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    "score": st.column_config.ProgressColumn(
+                        "score", min_value=0.0, max_value=1.0, format="%.2f"
+                    ),
+                    "cited": st.column_config.CheckboxColumn("cited"),
+                },
+            )
+        dropped = answer.passages_dropped
+        st.caption(
+            f"retrieval {t.retrieve_s * 1000:.0f} ms · prompt {t.prompt_tokens} tokens · "
+            f"{t.generated_tokens} pieces generated · language {answer.language}"
+            + (f" · {dropped} passages left out (context budget)" if dropped else "")
+        )
+
+
+def _md(text: str) -> str:
+    """Text for inside Markdown, its special characters escaped."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-!|~<>$:])", r"\\\1", text)
+
+
+# -- text to HTML -------------------------------------------------------------
+
+
+def plain_html(text: str) -> str:
+    """Escaped text for inside an HTML block (where Markdown and math do not apply)."""
+    return html.escape(text.strip()).replace("$", "&#36;").replace("\n", "<br>")
+
+
+def answer_html(text: str, cursor: bool = False) -> str:
+    """The answer as an HTML block, ``[n]`` markers as small reference badges."""
+    escaped = plain_html(text)
+    marked = _MARKERS.sub(
+        lambda m: "".join(
+            f'<sup class="kbqa-ref">[{int(n)}]</sup>' for n in re.split(r"\s*[,;]\s*", m.group(1))
+        ),
+        escaped,
+    )
+    tail = f'<span class="kbqa-cursor">{CURSOR}</span>' if cursor else ""
+    return f'<div class="kbqa-answer">{marked}{tail}</div>'

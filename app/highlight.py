@@ -1,0 +1,112 @@
+"""Which part of a cited passage the answer rests on, and the passage as HTML.
+
+The answer cites whole passages (``[n]``); the span worth highlighting inside
+one is the sentence (or sentences) sharing the most content words with the
+answer's sentences that cite it. Everything is escaped: passages are
+document text, never markup.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+
+from qa.grounding import content_words
+
+_BOUNDARY = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
+_MARKERS = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+_ANSWER_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+# A passage sentence is highlighted when it shares this many content words with
+# the answer and at least this share of the best sentence's overlap.
+MIN_SHARED_WORDS = 2
+NEAR_BEST = 0.6
+
+
+def sentences_citing(answer_text: str, number: int) -> list[str]:
+    """The answer's sentences that carry the marker ``[number]`` (alone or in a list)."""
+    found = []
+    for sentence in _ANSWER_SENTENCE.split(answer_text):
+        for match in _MARKERS.finditer(sentence):
+            if number in {int(n) for n in re.split(r"\s*[,;]\s*", match.group(1))}:
+                found.append(re.sub(r"\s*" + _MARKERS.pattern, "", sentence).strip())
+                break
+    return found
+
+
+def cited_spans(passage: str, claims: Sequence[str], question: str = "") -> list[tuple[int, int]]:
+    """Character spans of ``passage`` that state what ``claims`` say.
+
+    Words that only repeat the question count for little: they are in every
+    retrieved passage. Returns the best sentence and those nearly as good.
+    """
+    wanted = set().union(*(content_words(c) for c in claims)) if claims else set()
+    asked = content_words(question)
+    informative = (wanted - asked) or wanted
+    if not informative:
+        return []
+    scored = []
+    for start, end in sentence_spans(passage):
+        words = content_words(passage[start:end])
+        score = len(words & informative) + 0.25 * len(words & (wanted & asked))
+        if score:
+            scored.append((score, start, end, len(words & informative)))
+    if not scored:
+        return []
+    best = max(s[0] for s in scored)
+    chosen = [
+        (start, end)
+        for score, start, end, shared in scored
+        if score >= NEAR_BEST * best and (shared >= MIN_SHARED_WORDS or score == best)
+    ]
+    return _merge(passage, chosen)
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Sentences (ended by . ! ? or a blank line) as spans without surrounding space."""
+    spans = []
+    start = 0
+    for boundary in [*_BOUNDARY.finditer(text), None]:
+        end = boundary.start() if boundary else len(text)
+        left, right = start, end
+        while left < right and text[left].isspace():
+            left += 1
+        while right > left and text[right - 1].isspace():
+            right -= 1
+        if left < right:
+            spans.append((left, right))
+        start = boundary.end() if boundary else end
+    return spans
+
+
+def _merge(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Neighbouring spans separated by white space only become one."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and not text[merged[-1][1] : start].strip():
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def passage_html(passage: str, spans: Sequence[tuple[int, int]]) -> str:
+    """The passage, escaped, single line breaks joined, spans wrapped in ``<mark>``."""
+    parts = []
+    position = 0
+    for start, end in sorted(spans):
+        if start < position:
+            continue
+        parts.append(_escape(passage[position:start]))
+        parts.append(f'<mark class="kbqa-cited">{_escape(passage[start:end])}</mark>')
+        position = end
+    parts.append(_escape(passage[position:]))
+    return "".join(parts)
+
+
+def _escape(text: str) -> str:
+    """Escape for HTML; a blank line stays a paragraph break, a single newline is a space."""
+    paragraphs = re.split(r"\n\s*\n", text)
+    return "<br><br>".join(
+        html.escape(re.sub(r"\s*\n\s*", " ", p)).replace("$", "&#36;") for p in paragraphs
+    )

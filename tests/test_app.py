@@ -1,0 +1,369 @@
+"""The web app's flows, driven with Streamlit's AppTest.
+
+Fast tests cover follow-up rewriting (scripted LLM), the kept PDFs, the page
+pictures, and creating and switching knowledge bases (no model is loaded for
+empty knowledge bases). Tests marked ``slow`` run the real small models:
+all-MiniLM-L6-v2 and SmolLM2-135M, loaded once for the whole session.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from conftest import CORPORA, DATA, ROOT, ScriptedGenerator
+
+from qa.followup import Rewrite, Turn, rewrite_followup
+
+APP = str(ROOT / "app" / "main.py")
+PDFS = DATA / "pdfs"
+RUN_TIMEOUT_S = 240  # the first answer of the session loads the models
+
+
+@pytest.fixture
+def home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    folder = tmp_path / "home"
+    monkeypatch.setenv("KBQA_HOME", str(folder))
+    monkeypatch.setenv("KBQA_LLM_MODEL", "smollm2-135m-instruct")
+    monkeypatch.delenv("KBQA_KB", raising=False)
+    return folder
+
+
+def start():  # type: ignore[no-untyped-def]
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=RUN_TIMEOUT_S)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at) -> str:  # type: ignore[no-untyped-def]
+    """Everything written as Markdown or captions, sidebar included."""
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    return "\n".join(parts)
+
+
+def sidebar_texts(at) -> str:  # type: ignore[no-untyped-def]
+    return "\n".join(m.value for m in at.sidebar.markdown)
+
+
+def current_kb(at) -> Path:  # type: ignore[no-untyped-def]
+    return Path(at.session_state["kb"])
+
+
+def upload(at, files: list[tuple[str, bytes]]):  # type: ignore[no-untyped-def]
+    """Drop files on the uploader and wait for the background ingest to finish."""
+    at.file_uploader[0].set_value([(name, data, "application/octet-stream") for name, data in files])
+    at.run()
+    assert not at.exception, at.exception
+    return wait_for_uploads(at)
+
+
+def wait_for_uploads(at, timeout_s: float = 180):  # type: ignore[no-untyped-def]
+    from app import state
+
+    deadline = time.monotonic() + timeout_s
+    while state.ingest_queue().busy(current_kb(at)):
+        assert time.monotonic() < deadline, "uploads did not finish"
+        at.run()  # what the page's live panel does every POLL_S
+        time.sleep(0.3)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def ask(at, question: str):  # type: ignore[no-untyped-def]
+    at.chat_input[0].set_value(question).run()
+    assert not at.exception, at.exception
+    exchange = at.session_state["chats"][str(current_kb(at))][-1]
+    assert exchange.question == question and exchange.error is None, exchange.error
+    assert exchange.answer is not None
+    return exchange
+
+
+def file_bytes(path: Path) -> tuple[str, bytes]:
+    return path.name, path.read_bytes()
+
+
+# -- follow-up rewriting (scripted LLM) ----------------------------------------
+
+
+def test_no_history_means_no_llm_call() -> None:
+    generator = ScriptedGenerator(["should not be used"])
+    rewrite = rewrite_followup("¿Cuántos parámetros tiene GPT-3?", [], generator)
+    assert rewrite == Rewrite("¿Cuántos parámetros tiene GPT-3?", "¿Cuántos parámetros tiene GPT-3?")
+    assert not rewrite.rewritten and generator.calls == []
+
+
+def test_follow_up_is_rewritten_from_the_history() -> None:
+    generator = ScriptedGenerator(["Rewritten: ¿Cuántos parámetros tiene Jurassic-1?\nextra"])
+    history = [Turn("¿Cuántos parámetros tiene GPT-3?", "GPT-3 tiene 175 000 millones [1].")]
+    rewrite = rewrite_followup("¿y cuántos tiene Jurassic-1?", history, generator)
+    assert rewrite.standalone == "¿Cuántos parámetros tiene Jurassic-1?" and rewrite.rewritten
+    (messages,) = generator.calls
+    prompt = messages[-1]["content"]
+    assert "User: ¿Cuántos parámetros tiene GPT-3?" in prompt
+    assert "GPT-3 tiene 175 000 millones." in prompt  # citation markers stripped
+    assert "Last question: ¿y cuántos tiene Jurassic-1?" in prompt
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Graham-1",  # lost the follow-up's subject
+        "What is fine-tuning?",  # repeated an earlier question
+        "Jurassic-1 has 178 billion parameters, a vocabulary of 250,000 parts and more.",
+        "¿Cuántos parámetros tiene Jurassic-1?",  # switched language
+        "",
+    ],
+)
+def test_bad_rewrites_fall_back_to_a_safe_question(reply: str) -> None:
+    history = [Turn("How many parameters does GPT-3 have?", "GPT-3 has 175 billion [1].")]
+    rewrite = rewrite_followup("and Jurassic-1?", history, ScriptedGenerator([reply]))
+    # The subject swap is certain here: one name before, one name now.
+    assert rewrite.standalone == "How many parameters does Jurassic-1 have?"
+
+
+def test_unresolvable_follow_up_is_kept_as_typed() -> None:
+    history = [Turn("Compare GPT-3 and BLOOM", "...")]
+    rewrite = rewrite_followup("and why?", history, ScriptedGenerator(["Graham-1"]))
+    assert rewrite.standalone == "and why?" and not rewrite.rewritten
+
+
+def test_only_recent_turns_reach_the_prompt() -> None:
+    generator = ScriptedGenerator(["What is turn 5 about?"])
+    history = [Turn(f"Question {n}?", f"Answer {n}.") for n in range(6)]
+    rewrite_followup("What is it about?", history, generator)
+    prompt = generator.calls[0][-1]["content"]
+    assert "Question 5?" in prompt and "Question 3?" in prompt and "Question 2?" not in prompt
+
+
+# -- pieces behind the sources (no models) ---------------------------------------
+
+
+def test_page_picture_marks_the_passage() -> None:
+    from PIL import Image
+
+    from app.pdfpage import Mark, render_page
+
+    pdf = PDFS / "text" / "crazyones.pdf"
+    import pypdfium2 as pdfium
+
+    text = pdfium.PdfDocument(str(pdf))[0].get_textpage().get_text_range()
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    start = text.index("The round pegs")
+    passage = text[start : start + 60]
+    marked = render_page(pdf, 1, passage, [Mark(start, start + 60, cited=True)], width_px=600)
+    plain = render_page(pdf, 1, passage, [], width_px=600)
+    assert marked.marked and marked.png.startswith(b"\x89PNG")
+    # The marked picture differs from the page only in a band around the passage.
+    a = Image.open(__import__("io").BytesIO(marked.png)).convert("RGB")
+    b = Image.open(__import__("io").BytesIO(plain.png)).convert("RGB")
+    assert a.size == b.size
+    from PIL import ImageChops
+
+    box = ImageChops.difference(a, b).getbbox()
+    assert box is not None and box[3] - box[1] < a.height * 0.1
+    # Offsets that do not match the page text: the passage is found by its words.
+    moved = render_page(pdf, 1, passage, [Mark(0, 60)], width_px=600)
+    assert moved.marked
+    with pytest.raises(ValueError):
+        render_page(pdf, 9, passage, [])
+
+
+def test_kept_pdfs_are_named_by_content_and_pruned(tmp_path: Path) -> None:
+    import hashlib
+
+    from app import originals
+
+    data = (PDFS / "encrypted" / "encrypted-file.pdf").read_bytes()
+    doc_id = hashlib.sha256(data).hexdigest()
+    kept = originals.keep_pdf(tmp_path, doc_id, data, password="test")
+    assert kept == tmp_path / "originals" / f"{doc_id}.pdf"
+    import pypdfium2 as pdfium
+
+    assert len(pdfium.PdfDocument(str(kept))) == 1  # kept decrypted: no password needed
+    assert originals.find_pdf(tmp_path, "upload:x.pdf", doc_id) == kept
+    with pytest.raises(ValueError):
+        originals.kept_path(tmp_path, "../../etc/passwd")
+    assert originals.find_pdf(tmp_path, "upload:x.pdf", "../x") is None
+    # A source file on disk is used while its bytes are the document's.
+    source = PDFS / "text" / "crazyones.pdf"
+    source_id = hashlib.sha256(source.read_bytes()).hexdigest()
+    assert originals.find_pdf(tmp_path, str(source), source_id) == source
+    assert originals.find_pdf(tmp_path, str(source), doc_id[::-1]) is None
+    assert originals.prune(tmp_path, {source_id}) == 1 and not kept.exists()
+
+
+def test_cited_span_is_the_sentence_the_answer_uses() -> None:
+    from app.highlight import cited_spans, passage_html, sentences_citing
+
+    passage = "Jurassic-1 has 178 billion parameters. It can hold conversations.\nBLOOM is open."
+    claims = sentences_citing("Jurassic-1 has 178 billion parameters [2]. Other [1].", 2)
+    assert claims == ["Jurassic-1 has 178 billion parameters."]
+    spans = cited_spans(passage, claims, "How many parameters does Jurassic-1 have?")
+    assert [passage[s:e] for s, e in spans] == ["Jurassic-1 has 178 billion parameters."]
+    prefix = "<b>a</b> & $5\n"
+    shown = passage_html(prefix + passage, [(len(prefix) + s, len(prefix) + e) for s, e in spans])
+    assert "&lt;b&gt;a&lt;/b&gt; &amp; &#36;5 " in shown
+    assert '<mark class="kbqa-cited">Jurassic-1 has 178 billion parameters.</mark>' in shown
+
+
+# -- knowledge bases (empty ones load no model) ------------------------------------
+
+
+def test_create_and_switch_knowledge_bases(home: Path) -> None:
+    at = start()
+    assert current_kb(at) == home / "default"
+    assert "This knowledge base is empty." in texts(at)
+    assert at.chat_input[0].disabled  # nothing to ask yet
+
+    create_kb(at, "../escape")
+    assert "use 1-48 letters" in "\n".join(e.value for e in at.error)
+    assert not (home.parent / "escape").exists()
+
+    create_kb(at, "papers")
+    assert not at.exception, at.exception
+    assert [t.value for t in at.toast] == ["Created the knowledge base “papers”."]
+    assert current_kb(at) == home / "papers" and (home / "papers").is_dir()
+    picker = at.selectbox(key="kb_picker")
+    assert picker.value == str(home / "papers")
+    assert set(picker.options) == {"default", "papers"}  # labels; values are folders
+    assert '<div class="kbqa-title">papers</div>' in texts(at)
+
+    picker.set_value(str(home / "default")).run()
+    assert current_kb(at) == home / "default"
+    assert '<div class="kbqa-title">default</div>' in texts(at)
+    create_kb(at, "papers")
+    assert "already exists" in "\n".join(e.value for e in at.error)
+
+
+def create_kb(at, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Fill the "New knowledge base" form and submit it (one run, as a browser does)."""
+    next(t for t in at.text_input if t.label == "Name").set_value(name)
+    next(b for b in at.button if b.label == "Create").click()
+    at.run()
+
+
+def test_kbqa_kb_opens_the_given_folder(home: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("KBQA_KB", str(elsewhere))
+    at = start()
+    assert current_kb(at) == elsewhere
+    assert str(elsewhere) in at.selectbox(key="kb_picker").options
+
+
+# -- the flows with the real small models ---------------------------------------------
+
+
+@pytest.mark.slow
+def test_upload_ask_sources_follow_up_and_delete(home: Path) -> None:
+    at = start()
+    upload(at, [file_bytes(PDFS / "text" / "crazyones.pdf")])
+    assert "**Documents** · 1" in sidebar_texts(at)
+    assert "added · 1 page · 2 passages" in sidebar_texts(at)
+
+    # A question: a cited answer, the passage with its span marked, the page picture.
+    first = ask(at, "Who are the crazy ones?")
+    assert not first.answer.refused and first.rewrite == Rewrite(first.question, first.question)
+    assert [c.name for c in first.answer.citations] == ["crazyones.pdf"]
+    shown = texts(at)
+    assert '<sup class="kbqa-ref">[1]</sup>' in shown
+    assert "<b>crazyones.pdf</b> · page 1" in shown
+    assert '<mark class="kbqa-cited">' in shown
+    assert len(at.image) == 1  # the page picture
+    assert any(e.label == "Sources · 1" for e in at.expander)
+
+    # More documents while the conversation goes on.
+    upload(at, [file_bytes(CORPORA / "introduccion-a-los-llm.pdf")])
+    side = sidebar_texts(at)
+    assert "**Documents** · 2" in side and "introduccion" in side
+    kb = current_kb(at)
+    assert len(list((kb / "originals").glob("*.pdf"))) == 2  # kept for page pictures
+
+    # Spanish question, then a follow-up that only makes sense with the history.
+    ask(at, "¿Cuántos parámetros tiene GPT-3?")
+    follow = ask(at, "¿y cuántos tiene Jurassic-1?")
+    assert follow.rewrite.rewritten
+    assert "Jurassic-1" in follow.rewrite.standalone and "GPT-3" not in follow.rewrite.standalone
+    assert follow.answer.language == "es"
+    assert "Jurassic-1" in follow.answer.passages[0].text
+    assert any(e.label == "Details · follow-up rewritten" for e in at.expander)
+    assert f"Follow-up read as:</b> {follow.rewrite.standalone}" in texts(at)
+    assert len(at.chat_message) == 6  # the whole conversation is kept
+
+    # Delete crazyones.pdf: gone from the list, from the kept files and from answers.
+    record = next(r for r in _documents(kb) if r.name == "crazyones.pdf")
+    at.button(key=f"delete-{record.doc_id}").click().run()
+    at.button(key=f"really-delete-{record.doc_id}").click().run()
+    assert not at.exception, at.exception
+    side = sidebar_texts(at)
+    assert "**Documents** · 1" in side and "crazyones.pdf" not in side.split("Documents")[-1]
+    assert not (kb / "originals" / f"{record.doc_id}.pdf").exists()
+    again = ask(at, "Who are the crazy ones?")
+    assert all(p.name != "crazyones.pdf" for p in again.answer.passages)
+
+    # The conversation starts over on demand.
+    next(b for b in at.button if b.label == "New conversation").click().run()
+    assert len(at.chat_message) == 0
+
+
+@pytest.mark.slow
+def test_upload_bad_files_then_unlock_with_a_password(home: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("KBQA_MAX_FILE_MB", "0.1")  # 100 KB: example.pdf is 193 KB
+    at = start()
+    upload(
+        at,
+        [
+            file_bytes(PDFS / "broken" / "invalid.pdf"),
+            file_bytes(PDFS / "encrypted" / "encrypted-file.pdf"),
+            file_bytes(PDFS / "text" / "example.pdf"),
+            ("../../notes (v2).txt", b"Plain notes about the quarterly budget review."),
+            ("setup.exe", b"MZ\x90\x00"),
+        ],
+    )
+    side = sidebar_texts(at)
+    assert "**Last upload** · 1 added, 4 failed" in side
+    assert "failed\\: broken or truncated PDF" in side
+    assert "failed\\: encrypted\\: password needed" in side
+    assert "failed\\: file too large \\(0.2 MB; the limit is 0.1 MB per file\\)" in side
+    assert "failed\\: unsupported file type .exe" in side
+    # The uploaded name is a label only: sanitised, and never a path.
+    kb = current_kb(at)
+    assert [r.name for r in _documents(kb)] == ["notes (v2).txt"]
+    assert not list(home.parent.rglob("notes*")) and not list(home.parent.rglob("*.exe"))
+
+    # The encrypted file asks for its password; a wrong one says so; the right one adds it.
+    (task,) = [t for t in _tasks(kb) if t.needs_password]
+    at.text_input(key=f"pw-{task.id}").set_value("nope")
+    next(b for b in at.button if b.label == "Unlock and add").click().run()
+    wait_for_uploads(at)
+    assert "failed\\: encrypted\\: wrong password" in sidebar_texts(at)
+    at.text_input(key=f"pw-{task.id}").set_value("test")
+    next(b for b in at.button if b.label == "Unlock and add").click().run()
+    wait_for_uploads(at)
+    assert "encrypted-file.pdf" in [r.name for r in _documents(kb)]
+    assert len(list((kb / "originals").glob("*.pdf"))) == 1
+
+    # Dismissing the report clears it; the documents stay.
+    next(b for b in at.button if b.label == "Dismiss").click().run()
+    assert "Last upload" not in sidebar_texts(at)
+    assert "**Documents** · 2" in sidebar_texts(at)
+
+
+def _documents(kb: Path):  # type: ignore[no-untyped-def]
+    from index.store import KnowledgeBaseStore
+
+    store = KnowledgeBaseStore.open(kb)
+    try:
+        return store.documents()
+    finally:
+        store.close()
+
+
+def _tasks(kb: Path):  # type: ignore[no-untyped-def]
+    from app import state
+
+    return state.ingest_queue().tasks(kb)
