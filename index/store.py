@@ -355,8 +355,11 @@ class KnowledgeBaseStore:
                 if len(vectors) == count:
                     self._vectors, self._loaded_generation = vectors, generation
                     return
+                log.warning("%s disagrees with the chunk table; rebuilding it", snapshot)
             except (RuntimeError, ValueError) as error:
                 log.warning("%s is unreadable (%s); rebuilding it", snapshot, error)
+            # Only outside damage gets here (snapshots are renamed into place whole).
+            snapshot.unlink(missing_ok=True)
         self._rebuild(generation)
 
     def _rebuild(self, generation: int) -> None:
