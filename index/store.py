@@ -149,26 +149,37 @@ class KnowledgeBaseStore:
         return [_chunk(row) for row in rows]
 
     def search(
-        self, query_vectors: np.ndarray, k: int, query_texts: Sequence[str] | None = None
+        self,
+        query_vectors: np.ndarray,
+        k: int,
+        query_texts: Sequence[str] | None = None,
+        mode: str = "hybrid",
     ) -> list[list[Hit]]:
         """The ``k`` best chunks per query, best first.
 
-        With ``query_texts``, dense (FAISS) and keyword (FTS5 BM25) rankings of
-        ``4k`` candidates each are fused by reciprocal rank; every hit's score is
-        its cosine similarity to the query either way.
+        ``hybrid`` fuses dense (FAISS) and keyword (FTS5 BM25) rankings of ``4k``
+        candidates each by reciprocal rank; ``dense`` and ``keyword`` use one.
+        Every hit's score is its cosine similarity to the query either way.
         """
+        if mode not in ("hybrid", "dense", "keyword"):
+            raise ValueError(f"unknown retrieval mode {mode!r}")
+        if query_texts is None:
+            mode = "dense"
         with self._mutex:
             self._refresh()
             if len(self._vectors) == 0:
                 return [[] for _ in range(len(query_vectors))]
-            depth = k * 4 if query_texts is not None else k
-            _, dense_ids = self._vectors.search(query_vectors, depth)
+            depth = k * 4 if mode == "hybrid" else k
+            dense_ids = self._vectors.search(query_vectors, depth)[1] if mode != "keyword" else None
             results = []
-            for row, ids in enumerate(dense_ids):
-                ranking = [int(i) for i in ids if i >= 0]
-                if query_texts is not None:
-                    keyword = self._keyword_ranking(query_texts[row], depth)
-                    ranking = reciprocal_rank_fusion([ranking, keyword])
+            for row in range(len(query_vectors)):
+                rankings = []
+                if dense_ids is not None:
+                    rankings.append([int(i) for i in dense_ids[row] if i >= 0])
+                if mode != "dense":
+                    assert query_texts is not None
+                    rankings.append(self._keyword_ranking(query_texts[row], depth))
+                ranking = rankings[0] if len(rankings) == 1 else reciprocal_rank_fusion(rankings)
                 results.append(self._hits(ranking[:k], query_vectors[row]))
         return results
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -52,6 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     docs = commands.add_parser("docs", parents=[common], help="list documents")
     docs.add_argument("--json", action="store_true")
+
+    evaluate = commands.add_parser("eval", help="measure retrieval or answer quality")
+    kinds = evaluate.add_subparsers(dest="kind", required=True)
+    beir = kinds.add_parser("retrieval", parents=[common], help="nDCG@10, recall, MRR on BEIR")
+    beir.add_argument("--beir", type=Path, required=True, help="BEIR folder (corpus.jsonl...)")
+    beir.add_argument("--split", default="test", help="qrels/<split>.tsv")
+    squad = kinds.add_parser("qa", parents=[common], help="exact match, F1, refusals on SQuAD")
+    squad.add_argument("--squad", type=Path, required=True, help="SQuAD-format questions")
+    squad.add_argument("--passages", type=Path, help="parallel file whose paragraphs are indexed")
+    for kind in (beir, squad):
+        kind.add_argument("--limit", type=int, help="sample this many questions")
+        kind.add_argument("--seed", type=int, default=0)
+        kind.add_argument("--out", type=Path, help="JSON with every per-question result")
 
     serve = commands.add_parser("serve", parents=[common], help="start the web app")
     serve.add_argument("--port", type=int, default=8501)
@@ -227,6 +241,44 @@ def _remove(args: argparse.Namespace) -> int:
     return status
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from qa import evaluation
+    from qa.knowledge_base import KnowledgeBase
+    from qa.settings import load_settings
+
+    settings = load_settings()
+    source = args.beir if args.kind == "retrieval" else (args.passages or args.squad)
+    model = re.sub(r"[^\w.-]+", "_", settings.embedding_model)[-40:]
+    folder = (
+        args.kb or settings.home / "eval" / f"{Path(source).stem}-{model}-{settings.chunk_tokens}"
+    )
+    kb = KnowledgeBase.open(folder, settings=settings)
+    progress = sys.stderr.isatty()
+    if args.kind == "retrieval":
+        data = evaluation.load_beir(args.beir, args.split)
+        result = evaluation.evaluate_retrieval(kb, data, limit=args.limit, seed=args.seed,
+                                               progress=progress)  # fmt: skip
+        table = result["metrics"]
+        detail = "per_query"
+    else:
+        result = evaluation.evaluate_answers(kb, args.squad, args.passages, args.limit,
+                                             args.seed, progress=progress)  # fmt: skip
+        table = result["summary"]
+        detail = "per_question"
+    result["configuration"] = evaluation.run_configuration(kb)
+    result["command"] = "kbqa " + " ".join(sys.argv[1:])
+    for name, value in table.items():
+        print(f"{name:>20}  {value}")
+    counts = {k: v for k, v in result.items() if k not in (detail, "configuration", "metrics",
+                                                           "summary")}  # fmt: skip
+    print(json.dumps(counts, ensure_ascii=False))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n")
+        print(f"results written to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _serve(args: argparse.Namespace) -> int:
     """Run the Streamlit app (app/main.py) over the chosen knowledge base."""
     import subprocess
@@ -257,6 +309,7 @@ _COMMANDS = {
     "docs": _docs,
     "remove": _remove,
     "serve": _serve,
+    "eval": _eval,
 }
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ class AnswerOptions:
     context_tokens: int = 1500
     max_new_tokens: int = 256
     min_score: float = 0.2
-    hybrid: bool = True
+    retrieval: str = "hybrid"  # hybrid, dense or keyword
 
 
 class KnowledgeBase:
@@ -96,7 +96,7 @@ class KnowledgeBase:
                 settings.context_tokens,
                 settings.max_new_tokens,
                 settings.min_score,
-                settings.retrieval == "hybrid",
+                settings.retrieval,
             ),
             ChunkerSettings(settings.chunk_tokens, settings.chunk_overlap),
             int(settings.max_file_mb * 1024 * 1024),
@@ -173,8 +173,9 @@ class KnowledgeBase:
         if self._store is None or self._store.vector_count() == 0:
             return [[] for _ in queries]
         vectors = self.embedder.embed_queries(list(queries))
-        texts = list(queries) if self.answer_options.hybrid else None
-        return self._store.search(vectors, k or self.answer_options.top_k, texts)
+        return self._store.search(
+            vectors, k or self.answer_options.top_k, list(queries), self.answer_options.retrieval
+        )
 
     def ask(self, question: str, k: int | None = None) -> Answer:
         stream = self.stream(question, k)

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     llm_model: str = "qwen2.5-coder-0.5b-instruct"
     device: str = "auto"
     top_k: int = Field(default=5, ge=1, le=100)
-    retrieval: Literal["hybrid", "dense"] = "hybrid"
+    retrieval: Literal["hybrid", "dense", "keyword"] = "hybrid"
 
     context_tokens: int = Field(default=1500, ge=64, description="token budget for passages")
     max_new_tokens: int = Field(default=256, ge=1)

@@ -47,7 +47,7 @@ def test_open_uses_the_configured_models_without_loading_them(
     kb = KnowledgeBase.open(tmp_path / "kb")
     assert kb.generator.name == "smollm2-135m-instruct"
     assert kb.embedder.name == "all-MiniLM-L6-v2"
-    assert kb.answer_options.hybrid is False
+    assert kb.answer_options.retrieval == "dense"
     assert not (tmp_path / "kb").exists()  # created on the first add, not on open
 
 
