@@ -35,11 +35,16 @@ class Exchange:
     rewrite: Rewrite | None = None
     answer: Answer | None = None
     error: str | None = None
+    started: bool = False  # an answer run began; pending and started means it was cut short
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def pending(self) -> bool:
         return self.answer is None and self.error is None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.pending and self.started
 
 
 def conversation(kb: Path) -> list[Exchange]:
@@ -57,33 +62,66 @@ def history(exchanges: list[Exchange]) -> list[Turn]:
     ]
 
 
-# -- asking ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Asker:
+    """What answering needs: the knowledge base, the models and the user's knobs."""
+
+    kb: KnowledgeBase
+    models: Models
+    top_k: int
+    rewrite_followups: bool
 
 
-def answer_pending(
-    exchange: Exchange,
-    earlier: list[Exchange],
-    kb: KnowledgeBase,
-    models: Models,
-    top_k: int,
-    rewrite_followups: bool,
-) -> None:
-    """Answer ``exchange`` in an assistant message, streaming the reply as it comes."""
-    with st.chat_message("assistant", avatar=ASSISTANT_AVATAR):
+def show_conversation(exchanges: list[Exchange], asker: Asker) -> None:
+    """Every exchange in order; new questions are answered in place, streaming.
+
+    A question whose answer was cut short (Stop, or a click that reran the
+    page) says so and offers to ask again, rather than starting over unasked.
+    """
+    for index, exchange in enumerate(exchanges):
+        with st.chat_message("user", avatar=USER_AVATAR):
+            st.markdown(
+                f'<div class="kbqa-question">{plain_html(exchange.question)}</div>',
+                unsafe_allow_html=True,
+            )
+        with st.chat_message("assistant", avatar=ASSISTANT_AVATAR):
+            # One slot, filled the same way while streaming and afterwards, so a
+            # rerun replaces elements in place instead of leaving stale ones.
+            slot = st.empty()
+            if exchange.interrupted:
+                _interrupted(slot, exchange)
+            elif exchange.pending:
+                _answer(slot, exchange, exchanges[:index], asker)
+            else:
+                with slot.container():
+                    _finished(exchange, latest=index == len(exchanges) - 1)
+
+
+def _interrupted(slot, exchange: Exchange) -> None:  # type: ignore[no-untyped-def]
+    with slot.container():
+        st.caption(":material/stop_circle: Stopped before the answer was complete.")
+        if st.button("Ask again", key=f"again-{exchange.id}", icon=":material/replay:"):
+            exchange.started = False
+            st.rerun()
+
+
+def _answer(slot, exchange: Exchange, earlier: list[Exchange], asker: Asker) -> None:  # type: ignore[no-untyped-def]
+    """Answer ``exchange``, streaming the reply into ``slot`` as it is generated."""
+    exchange.started = True
+    models = asker.models
+    with slot.container():
         status = st.empty()
         body = st.empty()
-        models.warm_up()
-        if not models.ready.is_set():
-            status.caption(":material/hourglass_top: Loading the models (first answer only)…")
-            models.ready.wait()
-        if models.error:
-            exchange.error = f"The models could not be loaded: {models.error}"
-            status.empty()
-            st.error(exchange.error)
-            return
+    models.warm_up()
+    if not models.ready.is_set():
+        status.caption(":material/hourglass_top: Loading the models (first answer only)…")
+        models.ready.wait()
+    if models.error:
+        exchange.error = f"The models could not be loaded: {models.error}"
+    else:
         try:
             with models.llm_lock:
-                turns = history(earlier) if rewrite_followups else []
+                turns = history(earlier) if asker.rewrite_followups else []
                 if turns:
                     status.caption(":material/forum: Reading the question in its conversation…")
                 rewrite = rewrite_followup(exchange.question, turns, models.generator)
@@ -93,7 +131,7 @@ def answer_pending(
                     ":material/search: "
                     + (searching if rewrite.rewritten else "Searching the documents…")
                 )
-                stream = kb.stream(rewrite.standalone, top_k)
+                stream = asker.kb.stream(rewrite.standalone, asker.top_k)
                 text = ""
                 for piece in stream:
                     if not text:
@@ -103,30 +141,15 @@ def answer_pending(
                 exchange.answer = stream.answer
         except KbqaError as error:
             exchange.error = str(error)
-        status.empty()
-        body.empty()
-        if exchange.error:
-            st.error(exchange.error)
-        else:
-            answer_body(exchange, latest=True)
+    with slot.container():
+        _finished(exchange, latest=True)
 
 
-# -- showing ----------------------------------------------------------------
-
-
-def show_exchange(exchange: Exchange, latest: bool) -> None:
-    with st.chat_message("user", avatar=USER_AVATAR):
-        st.markdown(
-            f'<div class="kbqa-question">{plain_html(exchange.question)}</div>',
-            unsafe_allow_html=True,
-        )
-    if exchange.pending:
-        return
-    with st.chat_message("assistant", avatar=ASSISTANT_AVATAR):
-        if exchange.error:
-            st.error(exchange.error)
-        else:
-            answer_body(exchange, latest)
+def _finished(exchange: Exchange, latest: bool) -> None:
+    if exchange.error:
+        st.error(exchange.error)
+    else:
+        answer_body(exchange, latest)
 
 
 def answer_body(exchange: Exchange, latest: bool) -> None:
@@ -218,11 +241,11 @@ def _page_png(
 
 
 def details(exchange: Exchange) -> None:
-    """Timings on one line; the rewritten question and every retrieval score on demand."""
+    """Timings in the header; the rewritten question and every retrieval score inside."""
     answer = exchange.answer
     assert answer is not None
     t = answer.timings
-    parts = [f":material/timer: {t.total_s:.1f} s"]
+    parts = [f"{t.total_s:.1f} s"]
     if t.first_token_s is not None:
         parts.append(f"first words {t.first_token_s:.1f} s")
     if answer.context_tokens:
@@ -231,12 +254,18 @@ def details(exchange: Exchange) -> None:
     if answer.passages:
         parts.append(f"best score {max(p.score for p in answer.passages):.2f}")
     rewritten = exchange.rewrite is not None and exchange.rewrite.rewritten
-    label = "Details · follow-up rewritten" if rewritten else "Details"
-    st.caption(" · ".join(parts))
-    with st.expander(label, expanded=False):
+    if rewritten:
+        parts.append("follow-up rewritten")
+    with st.expander(" · ".join(parts), icon=":material/timer:", expanded=False):
         if exchange.rewrite is not None and rewritten:
             st.markdown(
                 f"<div><b>Follow-up read as:</b> {plain_html(exchange.rewrite.standalone)}</div>",
+                unsafe_allow_html=True,
+            )
+        if answer.refused and answer.reply and answer.reply != answer.text:
+            st.markdown(
+                f"<div><b>The model's draft was set aside</b> (its words are not in the "
+                f"passages): <i>{plain_html(answer.reply)}</i></div>",
                 unsafe_allow_html=True,
             )
         cited = {c.chunk_id for c in answer.citations}

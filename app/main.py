@@ -46,10 +46,8 @@ def main() -> None:
         if kb is not None:
             sidebar.upload(folder, config, models)
             sidebar.documents(kb, busy=queue.busy(folder))
-            exchanges = chat.conversation(folder)
-            answered = [e.answer for e in exchanges if e.answer is not None]
             st.divider()
-            sidebar.last_answer_panel(answered[-1] if answered else None)
+            last_answer = st.container()  # filled once this run's answer is in
             sidebar.models_panel(config, kb, models)
 
     _flash()
@@ -57,6 +55,9 @@ def main() -> None:
         st.info("Pick another knowledge base in the sidebar, or create a new one.")
         return
     _chat_page(folder, kb, models)
+    answered = [e.answer for e in chat.conversation(folder) if e.answer is not None]
+    with last_answer:
+        sidebar.last_answer_panel(answered[-1] if answered else None)
 
 
 def _chat_page(folder: Path, kb, models: state.Models) -> None:  # type: ignore[no-untyped-def]
@@ -68,6 +69,7 @@ def _chat_page(folder: Path, kb, models: state.Models) -> None:  # type: ignore[
         "Ask a question about your documents (English or Spanish)…",
         disabled=not records,
         max_chars=1000,
+        submit_mode="stop",  # while an answer streams, the send button stops it
     )
     if question and question.strip():
         exchanges.append(chat.Exchange(question.strip(), str(folder)))
@@ -87,19 +89,15 @@ def _chat_page(folder: Path, kb, models: state.Models) -> None:  # type: ignore[
 
     if not exchanges:
         _welcome(bool(records))
-    for index, exchange in enumerate(exchanges):
-        chat.show_exchange(exchange, latest=index == len(exchanges) - 1)
-
-    # Answer what is still unanswered: a new question, or one whose run a click interrupted.
-    if exchanges and exchanges[-1].pending:
-        chat.answer_pending(
-            exchanges[-1],
-            exchanges[:-1],
+    chat.show_conversation(
+        exchanges,
+        chat.Asker(
             kb,
             models,
             top_k=int(st.session_state.get("top_k", kb.answer_options.top_k)),
             rewrite_followups=bool(st.session_state.get("rewrite", True)),
-        )
+        ),
+    )
 
 
 def _count(n: int, noun: str) -> str:

@@ -112,14 +112,15 @@ def _progress(kb_folder: Path, config: Settings, live: bool) -> None:
     if not tasks:
         return
     done = sum(t.done for t in tasks)
-    box = st.container(border=True)
     if live:
+        box = st.container(border=True)
         box.progress(done / len(tasks), text=f"Adding documents · {done} of {len(tasks)} done")
     else:
-        box.markdown(f"**Last upload** · {_summary(tasks)}")
+        problems = any(t.state == "failed" or t.warnings for t in tasks)
+        box = st.expander(f"Last upload · {_summary(tasks)}", expanded=problems)
     for task in tasks:
         _task_line(box, task, kb_folder, config)
-    if not live and st.session_state.get("confirm_delete") is None:
+    if not live:
         if box.button("Dismiss", key="dismiss-uploads", type="tertiary", icon=":material/close:"):
             queue.clear_finished(kb_folder)
             st.rerun()

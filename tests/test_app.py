@@ -55,7 +55,8 @@ def current_kb(at) -> Path:  # type: ignore[no-untyped-def]
 
 def upload(at, files: list[tuple[str, bytes]]):  # type: ignore[no-untyped-def]
     """Drop files on the uploader and wait for the background ingest to finish."""
-    at.file_uploader[0].set_value([(name, data, "application/octet-stream") for name, data in files])
+    dropped = [(name, data, "application/octet-stream") for name, data in files]
+    at.file_uploader[0].set_value(dropped)
     at.run()
     assert not at.exception, at.exception
     return wait_for_uploads(at)
@@ -92,21 +93,47 @@ def file_bytes(path: Path) -> tuple[str, bytes]:
 
 def test_no_history_means_no_llm_call() -> None:
     generator = ScriptedGenerator(["should not be used"])
-    rewrite = rewrite_followup("¿Cuántos parámetros tiene GPT-3?", [], generator)
-    assert rewrite == Rewrite("¿Cuántos parámetros tiene GPT-3?", "¿Cuántos parámetros tiene GPT-3?")
+    question = "¿Cuántos parámetros tiene GPT-3?"
+    rewrite = rewrite_followup(question, [], generator)
+    assert rewrite == Rewrite(question, question)
     assert not rewrite.rewritten and generator.calls == []
 
 
-def test_follow_up_is_rewritten_from_the_history() -> None:
-    generator = ScriptedGenerator(["Rewritten: ¿Cuántos parámetros tiene Jurassic-1?\nextra"])
+def test_follow_up_is_rewritten_by_the_llm_from_the_history() -> None:
+    generator = ScriptedGenerator(["Rewritten: ¿Quién creó GPT-3?\nextra"])
     history = [Turn("¿Cuántos parámetros tiene GPT-3?", "GPT-3 tiene 175 000 millones [1].")]
-    rewrite = rewrite_followup("¿y cuántos tiene Jurassic-1?", history, generator)
-    assert rewrite.standalone == "¿Cuántos parámetros tiene Jurassic-1?" and rewrite.rewritten
+    rewrite = rewrite_followup("¿y quién lo creó?", history, generator)
+    assert rewrite.standalone == "¿Quién creó GPT-3?" and rewrite.rewritten
     (messages,) = generator.calls
     prompt = messages[-1]["content"]
     assert "User: ¿Cuántos parámetros tiene GPT-3?" in prompt
     assert "GPT-3 tiene 175 000 millones." in prompt  # citation markers stripped
-    assert "Last question: ¿y cuántos tiene Jurassic-1?" in prompt
+    assert "Last question: ¿y quién lo creó?" in prompt
+
+
+@pytest.mark.parametrize(
+    ("previous", "follow_up", "standalone"),
+    [
+        ("¿Cuántos parámetros tiene GPT-3?", "¿y cuántos tiene Jurassic-1?",
+         "¿Cuántos parámetros tiene Jurassic-1?"),
+        ("How many parameters does GPT-3 have?", "and Jurassic-1?",
+         "How many parameters does Jurassic-1 have?"),
+        ("How many layers does GPT-2 have?", "What about BERT", "How many layers does BERT have?"),
+    ],
+)  # fmt: skip
+def test_elliptical_follow_up_swaps_the_subject_without_the_llm(
+    previous: str, follow_up: str, standalone: str
+) -> None:
+    generator = ScriptedGenerator(["unused"])
+    rewrite = rewrite_followup(follow_up, [Turn(previous, "...")], generator)
+    assert rewrite.standalone == standalone and generator.calls == []
+
+
+def test_follow_up_asking_something_new_goes_to_the_llm() -> None:
+    generator = ScriptedGenerator(["¿Quién creó Jurassic-1?"])
+    history = [Turn("¿Cuántos parámetros tiene GPT-3?", "GPT-3 tiene 175 000 millones.")]
+    rewrite = rewrite_followup("¿y quién creó Jurassic-1?", history, generator)
+    assert len(generator.calls) == 1 and rewrite.standalone == "¿Quién creó Jurassic-1?"
 
 
 @pytest.mark.parametrize(
@@ -114,16 +141,16 @@ def test_follow_up_is_rewritten_from_the_history() -> None:
     [
         "Graham-1",  # lost the follow-up's subject
         "What is fine-tuning?",  # repeated an earlier question
-        "Jurassic-1 has 178 billion parameters, a vocabulary of 250,000 parts and more.",
-        "¿Cuántos parámetros tiene Jurassic-1?",  # switched language
+        "Who created Jurassic-1? It has 178 billion parameters and a 250,000 word vocabulary.",
+        "¿Quién creó Jurassic-1?",  # switched language
+        "Where does Jurassic-1 come from?",  # words from nowhere
         "",
     ],
 )
-def test_bad_rewrites_fall_back_to_a_safe_question(reply: str) -> None:
+def test_bad_rewrites_leave_the_question_as_typed(reply: str) -> None:
     history = [Turn("How many parameters does GPT-3 have?", "GPT-3 has 175 billion [1].")]
-    rewrite = rewrite_followup("and Jurassic-1?", history, ScriptedGenerator([reply]))
-    # The subject swap is certain here: one name before, one name now.
-    assert rewrite.standalone == "How many parameters does Jurassic-1 have?"
+    rewrite = rewrite_followup("and who created Jurassic-1?", history, ScriptedGenerator([reply]))
+    assert rewrite.standalone == "and who created Jurassic-1?" and not rewrite.rewritten
 
 
 def test_unresolvable_follow_up_is_kept_as_typed() -> None:
@@ -247,6 +274,18 @@ def create_kb(at, name: str) -> None:  # type: ignore[no-untyped-def]
     at.run()
 
 
+def test_models_are_shared_by_reruns_and_sessions(home: Path) -> None:
+    from app import state
+
+    first = start()
+    start()  # a second session
+    first.run()  # and a rerun
+    config = state.settings()
+    assert state.models(config) is state.models(config)
+    assert state.open_kb(home / "default", config).embedder is state.models(config).embedder
+    assert not state.models(config)._started  # an empty knowledge base loads no model
+
+
 def test_kbqa_kb_opens_the_given_folder(home: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     elsewhere = tmp_path / "elsewhere"
     monkeypatch.setenv("KBQA_KB", str(elsewhere))
@@ -290,7 +329,7 @@ def test_upload_ask_sources_follow_up_and_delete(home: Path) -> None:
     assert "Jurassic-1" in follow.rewrite.standalone and "GPT-3" not in follow.rewrite.standalone
     assert follow.answer.language == "es"
     assert "Jurassic-1" in follow.answer.passages[0].text
-    assert any(e.label == "Details · follow-up rewritten" for e in at.expander)
+    assert at.main.expander[-1].label.endswith("· follow-up rewritten")
     assert f"Follow-up read as:</b> {follow.rewrite.standalone}" in texts(at)
     assert len(at.chat_message) == 6  # the whole conversation is kept
 
@@ -304,6 +343,18 @@ def test_upload_ask_sources_follow_up_and_delete(home: Path) -> None:
     assert not (kb / "originals" / f"{record.doc_id}.pdf").exists()
     again = ask(at, "Who are the crazy ones?")
     assert all(p.name != "crazyones.pdf" for p in again.answer.passages)
+
+    # An answer cut short (Stop, or a click mid-answer) says so and can be asked again.
+    from app.chat import Exchange
+
+    cut = Exchange("What is the capital of Peru?", str(kb), started=True)
+    at.session_state["chats"][str(kb)].append(cut)
+    at.run()
+    assert "Stopped before the answer was complete." in texts(at)
+    at.button(key=f"again-{cut.id}").click().run()
+    assert cut.answer is not None and cut.answer.refused  # not in these documents
+    assert "The documents do not contain the answer." in texts(at)
+    assert any(e.label == "Closest passages found · 3" for e in at.main.expander)
 
     # The conversation starts over on demand.
     next(b for b in at.button if b.label == "New conversation").click().run()
@@ -325,7 +376,7 @@ def test_upload_bad_files_then_unlock_with_a_password(home: Path, monkeypatch) -
         ],
     )
     side = sidebar_texts(at)
-    assert "**Last upload** · 1 added, 4 failed" in side
+    assert any(e.label == "Last upload · 1 added, 4 failed" for e in at.sidebar.expander)
     assert "failed\\: broken or truncated PDF" in side
     assert "failed\\: encrypted\\: password needed" in side
     assert "failed\\: file too large \\(0.2 MB; the limit is 0.1 MB per file\\)" in side
@@ -349,7 +400,7 @@ def test_upload_bad_files_then_unlock_with_a_password(home: Path, monkeypatch) -
 
     # Dismissing the report clears it; the documents stay.
     next(b for b in at.button if b.label == "Dismiss").click().run()
-    assert "Last upload" not in sidebar_texts(at)
+    assert not any(e.label.startswith("Last upload") for e in at.sidebar.expander)
     assert "**Documents** · 2" in sidebar_texts(at)
 
 

@@ -121,8 +121,10 @@ def test_upload_ask_and_see_the_cited_source(live_app: str, tmp_path: Path) -> N
             page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(PDF)
             sidebar = page.locator('[data-testid="stSidebar"]')
             expect(sidebar.get_by_text("Documents · 1")).to_be_visible()
-            expect(sidebar.get_by_text("crazyones.pdf").first).to_be_visible()
-            expect(sidebar.get_by_text("added · 1 page")).to_be_visible()
+            expect(sidebar.get_by_text("Last upload · 1 added")).to_be_visible()
+            listed = sidebar.get_by_text("crazyones.pdf", exact=True).filter(visible=True)
+            expect(listed).to_have_count(1)
+            expect(sidebar.get_by_text("1 page · 2 passages · today")).to_be_visible()
 
             # Ask: the answer streams in, then its sources appear under it.
             box = page.locator('[data-testid="stChatInputTextArea"]')
@@ -142,7 +144,9 @@ def test_upload_ask_and_see_the_cited_source(live_app: str, tmp_path: Path) -> N
             expect(page.locator("mark.kbqa-cited").first).to_be_visible()
             picture = page.locator('[data-testid="stImage"] img').first
             expect(picture).to_be_visible()
-            assert page.evaluate("(img) => img.naturalWidth", picture.element_handle()) > 100
+            page.wait_for_function(  # the page picture has loaded and is a real picture
+                "(img) => img.complete && img.naturalWidth > 100", arg=picture.element_handle()
+            )
 
             page.wait_for_timeout(500)  # let the last layout settle before the picture
             shot = tmp_path / "app.png"
