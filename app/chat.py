@@ -126,7 +126,7 @@ def _answer(slot, exchange: Exchange, earlier: list[Exchange], asker: Asker) -> 
                     status.caption(":material/forum: Reading the question in its conversation…")
                 rewrite = rewrite_followup(exchange.question, turns, models.generator)
                 exchange.rewrite = rewrite
-                searching = f"Searching for “{_md(rewrite.standalone)}”…"
+                searching = f"Searching for “{md_escape(rewrite.standalone)}”…"
                 status.caption(
                     ":material/search: "
                     + (searching if rewrite.rewritten else "Searching the documents…")
@@ -299,8 +299,8 @@ def details(exchange: Exchange) -> None:
         )
 
 
-def _md(text: str) -> str:
-    """Text for inside Markdown, its special characters escaped."""
+def md_escape(text: str) -> str:
+    """Text for inside Markdown, its special characters (math's ``$`` too) escaped."""
     return re.sub(r"([\\`*_{}\[\]()#+\-!|~<>$:])", r"\\\1", text)
 
 

@@ -67,6 +67,15 @@ class FileTask:
 Opener = Callable[[Path], KnowledgeBase]
 
 
+def human_size(size: float) -> str:
+    """``812 bytes``, ``2.0 KB``, ``193 KB``, ``1.5 MB``."""
+    for unit, scale in (("MB", 1024 * 1024), ("KB", 1024)):
+        if size >= scale or unit == "KB" and size >= 1000:
+            value = size / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{size:.0f} bytes"
+
+
 class IngestQueue:
     """Files wait here for the worker; the page reads snapshots of their state."""
 
@@ -78,7 +87,6 @@ class IngestQueue:
         self._openers: dict[str, Opener] = {}
         self._pending: queue.Queue[str] = queue.Queue()
         self._worker: threading.Thread | None = None
-        self.on_batch_done: list[Callable[[str], None]] = []
 
     # -- the page's side --------------------------------------------------
 
@@ -105,8 +113,8 @@ class IngestQueue:
                 task = FileTask(uuid.uuid4().hex, folder, safe_upload_name(name), len(data))
                 ids.append(task.id)
                 if max_mb is not None and len(data) > max_mb * 1024 * 1024:
-                    size = len(data) / 1024 / 1024
-                    reason = f"file too large ({size:.1f} MB; the limit is {max_mb:g} MB per file)"
+                    size, limit = human_size(len(data)), human_size(max_mb * 1024 * 1024)
+                    reason = f"file too large ({size}; the limit is {limit} per file)"
                     task = replace(task, state="failed", reason=reason, started=now, finished=now)
                 else:
                     self._data[task.id] = data
@@ -186,8 +194,6 @@ class IngestQueue:
                     by_kb.setdefault(task.kb, []).append(task_id)
             for folder, task_ids in by_kb.items():
                 self._ingest(folder, task_ids)
-                for callback in self.on_batch_done:
-                    callback(folder)
 
     def _ingest(self, folder: str, task_ids: list[str]) -> None:
         try:

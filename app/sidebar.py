@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import originals, state
+from app.chat import md_escape as _md
 from app.jobs import FileTask
 from ingest.errors import KbqaError
 from ingest.readers import SUFFIX_FORMATS
@@ -270,13 +271,6 @@ def last_answer_panel(answer) -> None:  # type: ignore[no-untyped-def]
 
 
 # -- small formatting helpers --------------------------------------------------
-
-
-def _md(text: str) -> str:
-    """Text shown inside Markdown, with Markdown's and math's special characters escaped."""
-    import re
-
-    return re.sub(r"([\\`*_{}\[\]()#+\-!|~<>$:])", r"\\\1", text)
 
 
 def _count(n: int, noun: str) -> str:

@@ -167,6 +167,97 @@ def test_only_recent_turns_reach_the_prompt() -> None:
     assert "Question 5?" in prompt and "Question 3?" in prompt and "Question 2?" not in prompt
 
 
+# -- the background ingest queue (a fake knowledge base) ---------------------------
+
+
+class GatedKB:
+    """Stands in for KnowledgeBase.add_bytes; holds each file until the test lets it go."""
+
+    def __init__(self, folder: Path) -> None:
+        import threading
+
+        self.folder = folder
+        self.gate = threading.Event()
+        self.seen: list[tuple[str, str | None]] = []
+
+    def add_bytes(self, name: str, data: bytes, password: str | None = None):  # type: ignore[no-untyped-def]
+        from ingest.batch import FileOutcome
+
+        assert self.gate.wait(30)
+        self.seen.append((name, password))
+        if data.startswith(b"LOCKED") and password != "s3cret":
+            reason = "encrypted: wrong password" if password else "encrypted: password needed"
+            return FileOutcome(f"upload:{name}", "failed", reason)
+        return FileOutcome(f"upload:{name}", "added", None, "ab" * 32, 1, 3)
+
+    def close(self) -> None:
+        pass
+
+
+def test_uploads_are_ingested_in_the_background(tmp_path: Path) -> None:
+    from app.jobs import IngestQueue
+
+    kb = GatedKB(tmp_path)
+    queue = IngestQueue()
+    started = time.monotonic()
+    files = [("a.txt", b"alpha"), ("../b.md", b"beta"), ("big.txt", b"x" * 2048)]
+    queue.submit(tmp_path, files, lambda folder: kb, max_mb=1 / 1024)  # 1 KB limit
+    assert time.monotonic() - started < 1  # the page is not held up
+    tasks = queue.tasks(tmp_path)
+    assert [t.name for t in tasks] == ["a.txt", "b.md", "big.txt"]
+    assert queue.busy(tmp_path)
+    assert tasks[2].state == "failed" and tasks[2].reason == (
+        "file too large (2.0 KB; the limit is 1.0 KB per file)"
+    )
+    deadline = time.monotonic() + 5
+    while queue.tasks(tmp_path)[0].state != "working":  # one file at a time
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert queue.tasks(tmp_path)[1].state == "queued"
+    kb.gate.set()
+    assert queue.wait(tmp_path, 10)
+    done = queue.tasks(tmp_path)
+    assert [(t.state, t.pages, t.chunks) for t in done[:2]] == [("added", 1, 3)] * 2
+    assert kb.seen == [("a.txt", None), ("b.md", None)]  # big.txt never reached the KB
+
+
+def test_a_locked_file_waits_for_its_password(tmp_path: Path) -> None:
+    from app.jobs import IngestQueue
+
+    kb = GatedKB(tmp_path)
+    kb.gate.set()
+    queue = IngestQueue()
+    queue.submit(tmp_path, [("secret.pdf", b"LOCKED pdf"), ("ok.txt", b"fine")], lambda f: kb)
+    assert queue.wait(tmp_path, 10)
+    locked, ok = queue.tasks(tmp_path)
+    assert locked.needs_password and not ok.needs_password
+    assert queue.retry(locked.id, "nope", lambda f: kb) and queue.wait(tmp_path, 10)
+    assert queue.tasks(tmp_path)[0].reason == "encrypted: wrong password"
+    # A new upload clears finished files but keeps the one still asking for a password.
+    queue.submit(tmp_path, [("more.txt", b"more")], lambda f: kb)
+    assert queue.wait(tmp_path, 10)
+    assert [t.name for t in queue.tasks(tmp_path)] == ["secret.pdf", "more.txt"]
+    assert queue.retry(locked.id, "s3cret", lambda f: kb) and queue.wait(tmp_path, 10)
+    assert queue.tasks(tmp_path)[0].state == "added"
+    assert not queue.retry(locked.id, "again", lambda f: kb)  # nothing left to unlock
+    queue.clear_finished(tmp_path)
+    assert queue.tasks(tmp_path) == []
+
+
+def test_a_knowledge_base_that_cannot_open_fails_its_files(tmp_path: Path) -> None:
+    from app.jobs import IngestQueue
+    from ingest.errors import KnowledgeBaseError
+
+    def broken(folder: Path):  # type: ignore[no-untyped-def]
+        raise KnowledgeBaseError("built with another embedding model")
+
+    queue = IngestQueue()
+    queue.submit(tmp_path, [("a.txt", b"a")], broken)
+    assert queue.wait(tmp_path, 10)
+    (task,) = queue.tasks(tmp_path)
+    assert task.state == "failed" and task.reason == "built with another embedding model"
+
+
 # -- pieces behind the sources (no models) ---------------------------------------
 
 
@@ -379,7 +470,7 @@ def test_upload_bad_files_then_unlock_with_a_password(home: Path, monkeypatch) -
     assert any(e.label == "Last upload · 1 added, 4 failed" for e in at.sidebar.expander)
     assert "failed\\: broken or truncated PDF" in side
     assert "failed\\: encrypted\\: password needed" in side
-    assert "failed\\: file too large \\(0.2 MB; the limit is 0.1 MB per file\\)" in side
+    assert "failed\\: file too large \\(193 KB; the limit is 102 KB per file\\)" in side
     assert "failed\\: unsupported file type .exe" in side
     # The uploaded name is a label only: sanitised, and never a path.
     kb = current_kb(at)
