@@ -75,12 +75,11 @@ def _chat_page(folder: Path, kb, models: state.Models) -> None:  # type: ignore[
         exchanges.append(chat.Exchange(question.strip(), str(folder)))
 
     title, clear = st.columns([0.8, 0.2], vertical_alignment="bottom")
-    pages = sum(r.pages for r in records)
     chunks = sum(r.chunks for r in records)
     title.markdown(
         f'<div class="kbqa-title">{chat.plain_html(state.kb_label(folder, state.settings()))}'
         f'</div><div class="kbqa-subtitle">{_count(len(records), "document")} · '
-        f"{_count(pages, 'page')} · {_count(chunks, 'passage')}</div>",
+        f"{_count(chunks, 'passage')}</div>",
         unsafe_allow_html=True,
     )
     if exchanges and clear.button("New conversation", icon=":material/refresh:", width="stretch"):

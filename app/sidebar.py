@@ -134,7 +134,8 @@ def _task_line(box, task: FileTask, kb_folder: Path, config: Settings) -> None: 
     elif task.state == "queued":
         detail = "waiting"
     elif task.state in ("added", "updated"):
-        detail = f"{task.state} · {_count(task.pages, 'page')} · {_count(task.chunks, 'passage')}"
+        paged = "pdf" if task.name.lower().endswith(".pdf") else ""
+        detail = f"{task.state} · {_extent(paged, task.pages, task.chunks)}"
         detail += f" · {task.seconds:.1f} s"
     elif task.state == "unchanged":
         detail = "already in the knowledge base"
@@ -189,7 +190,7 @@ def _document_row(area, kb: KnowledgeBase, record: DocumentRecord, busy: bool) -
     name_col, button_col = row.columns([0.84, 0.16], vertical_alignment="center")
     name_col.markdown(
         f"{_format_icon(record.format)} **{_md(record.name)}**  \n"
-        f":small[:gray[{_count(record.pages, 'page')} · {_count(record.chunks, 'passage')} · "
+        f":small[:gray[{_extent(record.format, record.pages, record.chunks)} · "
         f"{_when(record.added_at)}]]"
     )
     if not confirming:
@@ -271,6 +272,12 @@ def last_answer_panel(answer) -> None:  # type: ignore[no-untyped-def]
 
 
 # -- small formatting helpers --------------------------------------------------
+
+
+def _extent(fmt: str, pages: int, chunks: int) -> str:
+    """``3 pages · 12 passages`` for PDFs; other formats have no real pages."""
+    passages = _count(chunks, "passage")
+    return f"{_count(pages, 'page')} · {passages}" if fmt == "pdf" else passages
 
 
 def _count(n: int, noun: str) -> str:
