@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test setup kb chat lint clean
 
 run: kb
-	$(BIN)/kbqa chat
+	$(BIN)/kbqa serve
 
 test: setup $(VENV)/.browser
 	$(BIN)/python -m pytest

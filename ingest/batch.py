@@ -221,7 +221,7 @@ def _prepare(
     if size > options.max_file_bytes:
         limit = options.max_file_bytes / 1024 / 1024
         raise IngestError(
-            item.source, f"file too large ({size / 1024 / 1024:.1f} MB > {limit:g} MB)"
+            item.source, f"file too large ({size / 1024 / 1024:.1f} MB > {round(limit, 2):g} MB)"
         )
     data = item.read()
     doc_id = document_id(data)

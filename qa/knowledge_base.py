@@ -88,7 +88,10 @@ class KnowledgeBase:
             )
         return cls(
             path,
-            embedder or SentenceTransformerEmbedder(settings.embedding_model, settings.device),
+            embedder
+            or SentenceTransformerEmbedder(
+                settings.embedding_model, settings.device, cache_dir=settings.cache_dir
+            ),
             generator
             or TransformersGenerator(settings.llm_model, settings.cache_dir, settings.device),
             AnswerOptions(
