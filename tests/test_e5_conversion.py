@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from qa.evaluation import load_squad
 from tests.conftest import DATA
 
 XQUAD = DATA / "xquad"
@@ -16,17 +16,13 @@ XQUAD = DATA / "xquad"
 
 def xquad(language: str) -> tuple[list[str], list[str], list[int]]:
     """Paragraphs, questions, and each question's paragraph index."""
-    articles = json.loads((XQUAD / f"xquad.{language}.json").read_text(encoding="utf-8"))["data"]
-    paragraphs: list[str] = []
-    questions: list[str] = []
-    gold: list[int] = []
-    for article in articles:
-        for paragraph in article["paragraphs"]:
-            for qa in paragraph["qas"]:
-                questions.append(qa["question"])
-                gold.append(len(paragraphs))
-            paragraphs.append(paragraph["context"])
-    return paragraphs, questions, gold
+    paragraphs, paragraph_of, questions = load_squad(XQUAD / f"xquad.{language}.json")
+    position = {key: index for index, key in enumerate(paragraphs)}
+    return (
+        list(paragraphs.values()),
+        [q.text for q in questions],
+        [position[paragraph_of[q.id]] for q in questions],
+    )
 
 
 def test_precompiled_charsmap_applies_the_map_per_character() -> None:
