@@ -19,14 +19,13 @@ import streamlit as st
 from app.jobs import IngestQueue
 from ingest.embedder import Embedder
 from ingest.errors import KbqaError
-from qa.knowledge_base import KnowledgeBase
+from qa.knowledge_base import KnowledgeBase, load_models
 from qa.llm import Generator
 from qa.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
 KB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,47}")
-_MODELS_PROBE = ".no-such-kb"  # a folder name KnowledgeBase.open never finds
 
 
 @dataclass
@@ -83,10 +82,8 @@ MODEL_SETTINGS = {"embedding_model", "llm_model", "device", "cache_dir"}
 def _models(key: str, _config_json: str) -> Models:
     """Cached by ``key``; ``_config_json`` (not hashed) supplies the rest."""
     config = Settings.model_validate_json(_config_json)
-    # Built exactly as KnowledgeBase.open builds them for the CLI; the probe
-    # folder never exists, so nothing is opened or created.
-    probe = KnowledgeBase.open(config.home / _MODELS_PROBE, settings=config, create=True)
-    return Models(probe.embedder, probe.generator)
+    embedder, generator = load_models(config)
+    return Models(embedder, generator)
 
 
 def open_kb(folder: Path, config: Settings) -> KnowledgeBase:

@@ -86,14 +86,14 @@ class KnowledgeBase:
             raise KnowledgeBaseError(
                 f"no knowledge base at {path}; create one with `kbqa ingest FILES --kb {path}`"
             )
+        if embedder is None or generator is None:
+            default_embedder, default_generator = load_models(settings)
+            embedder = embedder or default_embedder
+            generator = generator or default_generator
         return cls(
             path,
-            embedder
-            or SentenceTransformerEmbedder(
-                settings.embedding_model, settings.device, cache_dir=settings.cache_dir
-            ),
-            generator
-            or TransformersGenerator(settings.llm_model, settings.cache_dir, settings.device),
+            embedder,
+            generator,
             AnswerOptions(
                 settings.top_k,
                 settings.context_tokens,
@@ -233,6 +233,15 @@ class KnowledgeBase:
                 f"but kbqa is set to {self.embedder.name!r}: set "
                 f"KBQA_EMBEDDING_MODEL={manifest.embedding_model} or use another --kb folder"
             )
+
+
+def load_models(settings: Settings) -> tuple[Embedder, Generator]:
+    """The embedder and LLM that ``settings`` name (cheap: each loads on first use)."""
+    embedder = SentenceTransformerEmbedder(
+        settings.embedding_model, settings.device, cache_dir=settings.cache_dir
+    )
+    generator = TransformersGenerator(settings.llm_model, settings.cache_dir, settings.device)
+    return embedder, generator
 
 
 class AnswerStream:
