@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup kb chat lint clean
+.PHONY: run test setup kb chat lint bench clean
 
 run: kb
 	$(BIN)/kbqa serve
@@ -37,6 +37,12 @@ $(VENV)/.browser: $(STAMP)
 # are skipped without parsing or embedding, removed files are dropped).
 kb: setup
 	$(BIN)/kbqa ingest --sync corpora
+
+# Benchmarks (not tests): run on a quiet machine; results land in bench/results/.
+bench: setup
+	$(BIN)/python bench/core.py
+	$(BIN)/python bench/search.py --quick
+	$(BIN)/python bench/embedders.py --quick --out bench/results/embedders.json
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy ingest index qa
