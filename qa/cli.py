@@ -164,7 +164,7 @@ def _stream_answer(kb, question: str, k: int | None):  # type: ignore[no-untyped
         print("\nSources:")
         for citation in answer.citations:
             print(f"  {citation.label()} (score {citation.score:.2f})")
-            print(f"      {_snippet(citation.text)}")
+            print(f"      {_snippet(citation.text, focus=answer.reply)}")
     else:
         print("\n(the model cited no passage; check the answer against the sources: /sources)")
     return answer
@@ -296,9 +296,18 @@ def _serve(args: argparse.Namespace) -> int:
     return subprocess.call(command, env=env)
 
 
-def _snippet(text: str, limit: int = 160) -> str:
+def _snippet(text: str, limit: int = 160, focus: str = "") -> str:
+    """The passage flattened to ``limit`` characters, around the first word of
+    ``focus`` (the answer) that it contains, so the cited part shows."""
     flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    if len(flat) <= limit:
+        return flat
+    lowered = flat.lower()
+    words = [w for w in re.findall(r"\w+", focus.lower()) if len(w) > 3 or w.isdigit()]
+    found = [lowered.find(w) for w in words if w in lowered]
+    start = max(0, min(found) - limit // 3) if found else 0
+    piece = flat[start : start + limit - 2]
+    return ("…" if start else "") + piece + "…"
 
 
 _COMMANDS = {
