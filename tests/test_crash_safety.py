@@ -548,19 +548,24 @@ def test_killed_ingest_leaves_each_document_old_or_new(
     assert kills[0].generation_after == kills[0].generation_before  # before any write
 
 
+def _ingest_and_check(folder: Path, corpus: Path) -> int:
+    """Ingest ``corpus`` with the fake embedder; check the folder; its generation."""
+    kb = make_kb(folder)
+    kb.add([corpus])
+    kb.close()
+    store = _check_vectors(folder)
+    generation = store.generation()
+    store.close()
+    return generation
+
+
 def test_torn_or_garbage_vector_snapshot_is_rebuilt_from_sqlite(tmp_path: Path) -> None:
     """A torn or garbage snapshot (as a kill mid-save could leave) is never trusted."""
     folder, corpus = tmp_path / "kb", tmp_path / "corpus"
     corpus.mkdir()
     for index in range(6):
         (corpus / f"doc{index}.txt").write_text(_document_text(index, "v1", 4 + index, None))
-    kb = make_kb(folder)
-    kb.add([corpus])
-    kb.close()
-
-    store = _check_vectors(folder)
-    generation = store.generation()
-    store.close()
+    generation = _ingest_and_check(folder, corpus)
     snapshot = folder / f"vectors.{generation}.faiss"
     good = snapshot.read_bytes()
     stray = folder / f"vectors.{generation}.faiss.tmp"
@@ -578,12 +583,7 @@ def test_torn_or_garbage_vector_snapshot_is_rebuilt_from_sqlite(tmp_path: Path) 
 
     # ... and the next write that changes something leaves one whole snapshot, nothing else.
     (corpus / "doc9.txt").write_text(_document_text(9, "v1", 3, None))
-    kb = make_kb(folder)
-    kb.add([corpus])
-    kb.close()
-    store = _check_vectors(folder)
-    generation = store.generation()
-    store.close()
+    generation = _ingest_and_check(folder, corpus)
     assert sorted(p.name for p in folder.glob("vectors.*")) == [f"vectors.{generation}.faiss"]
     _assert_whole_snapshot(folder, generation)
 
@@ -602,12 +602,7 @@ def test_garbage_snapshot_is_replaced_by_the_rebuild(tmp_path: Path) -> None:
     folder, corpus = tmp_path / "kb", tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "doc1.txt").write_text(_document_text(1, "v1", 6, None))
-    kb = make_kb(folder)
-    kb.add([corpus])
-    kb.close()
-    store = _check_vectors(folder)
-    generation = store.generation()
-    store.close()
+    generation = _ingest_and_check(folder, corpus)
     snapshot = folder / f"vectors.{generation}.faiss"
     snapshot.write_bytes(snapshot.read_bytes()[:-8])  # torn: the last id is lost
     _check_vectors(folder).close()  # rebuilds, and means to keep the rebuild for next time
