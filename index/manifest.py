@@ -34,7 +34,7 @@ class Manifest:
     embedding_dimension: int
     chunker: ChunkerSettings
     format_version: int = FORMAT_VERSION
-    index_type: str = "IDMap2,Flat inner product over normalized vectors"
+    index_type: str = "inner product, normalized vectors: exact up to 50k, IVF-SQ8 above"
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     libraries: dict[str, str] = field(default_factory=lambda: _library_versions())
 

@@ -22,13 +22,14 @@ import numpy as np
 
 from index.lexical import FTS_SCHEMA, keyword_query, reciprocal_rank_fusion
 from index.manifest import MANIFEST_NAME, Manifest
-from index.vectors import VectorIndex
+from index.vectors import FLAT_LIMIT, VectorIndex
 from ingest.errors import KnowledgeBaseError
 from ingest.types import Chunk, DocumentRecord
 
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "chunks.sqlite"
+_VECTOR_BATCH = 8_192  # rows per read when (re)building the index: ~12 MB of 384-d vectors
 LOCK_NAME = "write.lock"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -71,8 +72,9 @@ class Hit:
 class KnowledgeBaseStore:
     """Open with ``open`` or ``create``; write inside ``with store.writing():``."""
 
-    def __init__(self, folder: Path, manifest: Manifest) -> None:
+    def __init__(self, folder: Path, manifest: Manifest, flat_limit: int = FLAT_LIMIT) -> None:
         self.folder = folder
+        self.flat_limit = flat_limit  # exact search up to this many chunks, then IVF-SQ8
         self.manifest = manifest
         self._db = sqlite3.connect(folder / DATABASE_NAME, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -82,28 +84,30 @@ class KnowledgeBaseStore:
         self._mutex = threading.RLock()
         self._fill_keyword_index()
         self._writing = False
-        self._vectors = VectorIndex(manifest.embedding_dimension)
+        self._vectors = self._empty_vectors()
         self._loaded_generation = -1
         self._refresh()
 
     # -- opening ---------------------------------------------------------
 
     @classmethod
-    def open(cls, folder: Path) -> KnowledgeBaseStore:
+    def open(cls, folder: Path, flat_limit: int = FLAT_LIMIT) -> KnowledgeBaseStore:
         folder = Path(folder)
         if not (folder / MANIFEST_NAME).is_file():
             raise KnowledgeBaseError(
                 f"no knowledge base at {folder}; create one with `kbqa ingest FILES --kb {folder}`"
             )
-        return cls(folder, Manifest.read(folder))
+        return cls(folder, Manifest.read(folder), flat_limit)
 
     @classmethod
-    def create(cls, folder: Path, manifest: Manifest) -> KnowledgeBaseStore:
+    def create(
+        cls, folder: Path, manifest: Manifest, flat_limit: int = FLAT_LIMIT
+    ) -> KnowledgeBaseStore:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         if not (folder / MANIFEST_NAME).exists():
             manifest.write(folder)
-        return cls.open(folder)
+        return cls.open(folder, flat_limit)
 
     @staticmethod
     def exists(folder: Path) -> bool:
@@ -159,7 +163,7 @@ class KnowledgeBaseStore:
 
         ``hybrid`` fuses dense (FAISS) and keyword (FTS5 BM25) rankings of ``4k``
         candidates each by reciprocal rank; ``dense`` and ``keyword`` use one.
-        Every hit's score is its cosine similarity to the query either way.
+        Every hit's score is its exact cosine similarity to the query either way.
         """
         if mode not in ("hybrid", "dense", "keyword"):
             raise ValueError(f"unknown retrieval mode {mode!r}")
@@ -170,6 +174,8 @@ class KnowledgeBaseStore:
             if len(self._vectors) == 0:
                 return [[] for _ in range(len(query_vectors))]
             depth = k * 4 if mode == "hybrid" else k
+            if mode == "dense" and not self._vectors.exact:
+                depth = k * 2  # re-ranked exactly below: recovers what 8-bit codes misorder
             dense_ids = self._vectors.search(query_vectors, depth)[1] if mode != "keyword" else None
             results = []
             for row in range(len(query_vectors)):
@@ -180,7 +186,11 @@ class KnowledgeBaseStore:
                     assert query_texts is not None
                     rankings.append(self._keyword_ranking(query_texts[row], depth))
                 ranking = rankings[0] if len(rankings) == 1 else reciprocal_rank_fusion(rankings)
-                results.append(self._hits(ranking[:k], query_vectors[row]))
+                if mode == "dense":
+                    hits = self._hits(ranking, query_vectors[row])
+                    results.append(sorted(hits, key=lambda hit: -hit.score)[:k])
+                else:
+                    results.append(self._hits(ranking[:k], query_vectors[row]))
         return results
 
     def _keyword_ranking(self, text: str, limit: int) -> list[int]:
@@ -195,7 +205,13 @@ class KnowledgeBaseStore:
         return [int(row[0]) for row in rows]
 
     def _hits(self, row_ids: list[int], query_vector: np.ndarray) -> list[Hit]:
-        """Hits in the given order, scored by cosine against the stored vectors."""
+        """Hits in the given order, scored by cosine against the stored vectors.
+
+        Scores come from the float32 vectors in SQLite, never from FAISS: above
+        ``FLAT_LIMIT`` FAISS holds 8-bit codes whose scores are off by ~1e-3,
+        and the QA refusal threshold (``min_score``) must not move with the index
+        type. Re-scoring ``k`` ≤ 100 rows is one indexed query.
+        """
         if not row_ids:
             return []
         marks = ",".join("?" * len(row_ids))
@@ -287,8 +303,10 @@ class KnowledgeBaseStore:
                     (cursor.lastrowid, chunk.heading or "", chunk.text),
                 )
             generation = self._bump_generation()
-        self._vectors.remove(np.asarray(old_ids, dtype=np.int64))
-        self._vectors.add(np.asarray(new_ids, dtype=np.int64), vectors)
+        # One update after the commit: a re-train it triggers streams this committed state.
+        self._vectors.update(
+            np.asarray(old_ids, dtype=np.int64), np.asarray(new_ids, dtype=np.int64), vectors
+        )
         self._loaded_generation = generation
 
     def remove_document(self, doc_id: str) -> bool:
@@ -362,34 +380,59 @@ class KnowledgeBaseStore:
         count = self.chunk_count()
         if snapshot.is_file():
             try:
-                vectors = VectorIndex.load(snapshot, self.manifest.embedding_dimension)
-                if len(vectors) == count:
+                vectors = VectorIndex.load(
+                    snapshot,
+                    self.manifest.embedding_dimension,
+                    flat_limit=self.flat_limit,
+                    source=self._stored_vectors,
+                )
+                if len(vectors) == count and not vectors.needs_new_layout():
                     self._vectors, self._loaded_generation = vectors, generation
                     return
-                log.warning("%s disagrees with the chunk table; rebuilding it", snapshot)
+                if len(vectors) == count:
+                    log.info("%s has outgrown its index layout; rebuilding it", snapshot)
+                else:
+                    log.warning("%s disagrees with the chunk table; rebuilding it", snapshot)
             except (RuntimeError, ValueError) as error:
                 log.warning("%s is unreadable (%s); rebuilding it", snapshot, error)
-            # Only outside damage gets here (snapshots are renamed into place whole).
+            # Only outside damage (snapshots are renamed into place whole) or a
+            # changed layout rule (another kbqa version or flat_limit) gets here.
             snapshot.unlink(missing_ok=True)
         self._rebuild(generation)
 
     def _rebuild(self, generation: int) -> None:
         log.info("rebuilding the vector index of %s from its stored chunks", self.folder)
-        dimension = self.manifest.embedding_dimension
-        vectors = VectorIndex(dimension)
-        self._db.execute("BEGIN")  # one read transaction: a consistent snapshot
+        self._db.execute("BEGIN")  # one read transaction: both passes see one snapshot
         try:
             generation = self.generation()
-            rows = self._db.execute("SELECT row_id, vector FROM chunks").fetchall()
+            vectors = VectorIndex.build(
+                self.manifest.embedding_dimension,
+                self.chunk_count(),
+                self._stored_vectors,
+                flat_limit=self.flat_limit,
+                source=self._stored_vectors,
+            )
         finally:
             self._db.execute("COMMIT")
-        if rows:
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-            vectors.add(ids, matrix.reshape(len(rows), dimension))
         self._vectors, self._loaded_generation = vectors, generation
         if not self._writing:
             self._save_snapshot_if_idle()
+
+    def _empty_vectors(self) -> VectorIndex:
+        dimension = self.manifest.embedding_dimension
+        return VectorIndex(dimension, flat_limit=self.flat_limit, source=self._stored_vectors)
+
+    def _stored_vectors(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every stored (row ids, vectors) in batches, never the whole table at once."""
+        dimension = self.manifest.embedding_dimension
+        cursor = self._db.execute("SELECT row_id, vector FROM chunks ORDER BY row_id")
+        try:
+            while rows := cursor.fetchmany(_VECTOR_BATCH):
+                ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+                matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+                yield ids, matrix.reshape(len(rows), dimension)
+        finally:
+            cursor.close()
 
     def _save_snapshot_if_idle(self) -> None:
         """After a rebuild (e.g. a writer was killed), keep it for the next open."""
