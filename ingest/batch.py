@@ -179,6 +179,10 @@ def ingest_files(
             prepared = FileOutcome(item.source, "failed", error.reason)
         except (OSError, MemoryError) as error:
             prepared = FileOutcome(item.source, "failed", f"{type(error).__name__}: {error}")
+        except Exception as error:  # noqa: BLE001 - a reader's or splitter's bug fails one file
+            log.exception("unexpected error while reading %s", item.source)
+            reason = f"unexpected error ({type(error).__name__}: {error}); please report it"
+            prepared = FileOutcome(item.source, "failed", reason)
         if isinstance(prepared, FileOutcome):
             report(prepared)
             continue

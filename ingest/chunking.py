@@ -48,15 +48,18 @@ def chunk_document(
     for section in document.sections:
         # Spans are found here, not by the splitter's add_start_index: that one
         # mixes token lengths with character offsets and loses chunks' positions.
-        search_from, previous_end = 0, 0
+        search_from, previous_start, previous_end = 0, 0, 0
         for text in splitter.split_text(section.text):
             found = section.text.find(text, search_from)
             # Each chunk reaches past the previous one: skip earlier copies of its text.
             while found >= 0 and found + len(text) <= previous_end:
                 found = section.text.find(text, found + 1)
+            if found < 0 and text in section.text[previous_start:previous_end]:
+                # The splitter sometimes emits a piece of the overlap alone: it adds nothing.
+                continue
             if found < 0:  # cannot happen for a splitter that only cuts and strips
                 raise ValueError(f"{document.source}: chunk not found in its section")
-            search_from, previous_end = found + 1, found + len(text)
+            search_from, previous_start, previous_end = found + 1, found, found + len(text)
             start = section.offset + found
             ordinal = len(chunks)
             chunks.append(

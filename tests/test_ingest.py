@@ -537,3 +537,42 @@ def test_real_embedder_finds_the_crazy_ones(tmp_path, real_embedder):
     assert hits[0].chunk.source == str(PDFS / "text" / "crazyones.pdf")
     assert hits[0].chunk.page == 1
     assert hits[0].score > 0.5
+
+
+def test_a_chunk_made_only_of_overlap_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """langchain's splitter can emit a piece of the previous chunk's tail alone."""
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    from ingest.chunking import ChunkerSettings, chunk_document
+    from ingest.types import ParsedDocument, Section
+
+    text = "alpha beta gamma. delta epsilon."
+    pieces = ["alpha beta gamma.", "beta gamma.", "gamma. delta epsilon."]
+    monkeypatch.setattr(RecursiveCharacterTextSplitter, "split_text", lambda self, t: pieces)
+    document = ParsedDocument("x.txt", "text", 1, (Section(text, 1, 0, None),))
+    chunks = chunk_document("d" * 64, document, lambda t: len(t.split()), ChunkerSettings())
+    assert [c.text for c in chunks] == [pieces[0], pieces[2]]
+    assert all(text[c.start : c.end] == c.text for c in chunks)
+    assert [c.ordinal for c in chunks] == [0, 1]
+
+
+def test_an_unexpected_reader_error_fails_that_file_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ingest.batch
+
+    real_read = ingest.batch.read_document
+
+    def flaky(source: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if source.endswith("bad.txt"):
+            raise RuntimeError("boom")
+        return real_read(source, *args, **kwargs)
+
+    monkeypatch.setattr(ingest.batch, "read_document", flaky)
+    kb = make_kb(tmp_path / "kb")
+    report = kb.add_texts([("bad.txt", "one two three"), ("good.txt", "four five six")])
+    failed = [o for o in report.outcomes if o.status == "failed"]
+    assert [(o.source.rsplit(":", 1)[-1], "RuntimeError: boom" in o.reason) for o in failed] == [
+        ("bad.txt", True)
+    ]
+    assert [d.name for d in kb.documents()] == ["good.txt"]
