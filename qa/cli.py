@@ -37,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--sync", action="store_true", help="also remove documents whose files are gone"
     )
     ingest.add_argument("--password", help="password for encrypted PDFs")
+    ingest.add_argument(
+        "--reembed",
+        action="store_true",
+        help="if the knowledge base was built with another embedding model, "
+        "embed its stored chunks again with the configured one first",
+    )
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     ask = commands.add_parser("ask", parents=[common], help="answer one question")
@@ -62,9 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     squad = kinds.add_parser("qa", parents=[common], help="exact match, F1, refusals on SQuAD")
     squad.add_argument("--squad", type=Path, required=True, help="SQuAD-format questions")
     squad.add_argument("--passages", type=Path, help="parallel file whose paragraphs are indexed")
+    squad.add_argument(
+        "--answer-style", choices=["sentence", "short"], help="short: the answering words only"
+    )
     for kind in (beir, squad):
         kind.add_argument("--limit", type=int, help="sample this many questions")
         kind.add_argument("--seed", type=int, default=0)
+        kind.add_argument("--retrieval", choices=["hybrid", "dense", "keyword"])
         kind.add_argument("--out", type=Path, help="JSON with every per-question result")
 
     serve = commands.add_parser("serve", parents=[common], help="start the web app")
@@ -118,8 +128,10 @@ def _ingest(args: argparse.Namespace) -> int:
 
     from ingest.batch import FileOutcome
 
-    kb = _open(args, create=True)
     progress = not args.no_progress and sys.stderr.isatty()
+    if args.reembed:
+        _reembed_if_needed(args, progress)
+    kb = _open(args, create=True)
 
     def report(outcome: FileOutcome) -> None:
         if outcome.status == "failed":
@@ -134,6 +146,29 @@ def _ingest(args: argparse.Namespace) -> int:
     )
     print(result.summary())
     return EXIT_PARTIAL if result.failed else EXIT_OK
+
+
+def _reembed_if_needed(args: argparse.Namespace, progress: bool) -> None:
+    from tqdm import tqdm
+
+    from qa.knowledge_base import load_models
+    from qa.reembed import needs_reembedding, reembed
+    from qa.settings import load_settings
+
+    settings = load_settings()
+    folder = Path(args.kb).expanduser() if args.kb else settings.default_kb
+    embedder, _ = load_models(settings)
+    if not needs_reembedding(folder, embedder):
+        return
+    print(f"{folder}: embedding its stored chunks again with {embedder.name}", file=sys.stderr)
+    with tqdm(unit="chunk", disable=not progress, file=sys.stderr) as bar:
+
+        def step(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        count = reembed(folder, embedder, step)
+    print(f"{folder}: {count} chunks re-embedded with {embedder.name}", file=sys.stderr)
 
 
 def _ask(args: argparse.Namespace) -> int:
@@ -246,7 +281,9 @@ def _eval(args: argparse.Namespace) -> int:
     from qa.knowledge_base import KnowledgeBase
     from qa.settings import load_settings
 
-    settings = load_settings()
+    settings = load_settings(
+        retrieval=args.retrieval, answer_style=getattr(args, "answer_style", None)
+    )
     source = args.beir if args.kind == "retrieval" else (args.passages or args.squad)
     model = re.sub(r"[^\w.-]+", "_", settings.embedding_model)[-40:]
     folder = (

@@ -1,0 +1,90 @@
+"""Move a knowledge base to another embedding model without its original files.
+
+Vectors from different models cannot share an index, so every stored chunk is
+embedded again into a fresh folder beside the old one; only when that folder is
+complete is it swapped in. Chunks keep their text and spans: they were cut for
+the old model's token limit, so the new model must accept at least as many.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from index.manifest import Manifest
+from index.store import KnowledgeBaseStore
+from ingest.embedder import Embedder
+from ingest.errors import KnowledgeBaseError
+
+log = logging.getLogger(__name__)
+
+# Chunks are embedded this many at a time (a progress step).
+BATCH_CHUNKS = 256
+
+
+def needs_reembedding(folder: Path, embedder: Embedder) -> bool:
+    if not KnowledgeBaseStore.exists(folder):
+        return False
+    return Manifest.read(folder).embedding_model != embedder.name
+
+
+def reembed(
+    folder: Path, embedder: Embedder, on_progress: Callable[[int, int], None] | None = None
+) -> int:
+    """Re-embed every chunk of ``folder`` with ``embedder``; returns the chunk count.
+
+    The old knowledge base stays untouched and locked until the new one is
+    complete. If the process dies before the swap, the old folder is intact and
+    the half-built ``<name>.reembed`` beside it is discarded on the next run;
+    if it dies between the two renames, the old one waits in ``<name>.old``.
+    """
+    folder = Path(folder)
+    old = KnowledgeBaseStore.open(folder)
+    chunker = old.manifest.chunker
+    if chunker.fitted_to(embedder.max_tokens) != chunker:
+        old.close()
+        raise KnowledgeBaseError(
+            f"{folder}: its chunks hold up to {chunker.chunk_tokens} tokens but "
+            f"{embedder.name} reads at most {embedder.max_tokens}: ingest the files again "
+            "into a new knowledge base instead"
+        )
+    staging = folder.with_name(folder.name + ".reembed")
+    shutil.rmtree(staging, ignore_errors=True)
+    manifest = Manifest(
+        embedding_model=embedder.name,
+        embedding_dimension=embedder.dimension,
+        chunker=chunker,
+    )
+    total = old.chunk_count()
+    done = 0
+    with old.writing():
+        new = KnowledgeBaseStore.create(staging, manifest)
+        with new.writing():
+            for record in old.documents():
+                chunks = old.chunks_of(record.doc_id)
+                texts = [chunk.text for chunk in chunks]
+                vectors = [
+                    embedder.embed_passages(texts[start : start + BATCH_CHUNKS])
+                    for start in range(0, len(texts), BATCH_CHUNKS)
+                ]
+                new.replace_document(record, chunks, np.concatenate(vectors))
+                done += len(chunks)
+                if on_progress:
+                    on_progress(done, total)
+        new.close()
+        for extra in ("originals",):  # the app's stored uploads travel with the documents
+            if (folder / extra).exists():
+                shutil.copytree(folder / extra, staging / extra)
+        retired = folder.with_name(folder.name + ".old")
+        shutil.rmtree(retired, ignore_errors=True)
+        os.replace(folder, retired)
+        os.replace(staging, folder)
+    old.close()
+    shutil.rmtree(retired, ignore_errors=True)
+    log.info("%s re-embedded with %s: %d chunks", folder, embedder.name, done)
+    return done
