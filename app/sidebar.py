@@ -233,9 +233,10 @@ def models_panel(config: Settings, kb: KnowledgeBase, models: state.Models) -> N
         st.markdown(
             f"**Embeddings** · `{config.embedding_model}`  \n"
             f"**LLM** · `{config.llm_model}` ({status})  \n"
-            f"**Device** · `{config.device}` · **retrieval** `{config.retrieval}`  \n"
+            f"**Device** · `{config.device}` ({config.precision}) · "
+            f"**retrieval** `{config.retrieval}`  \n"
             f"**Context budget** · {config.context_tokens} tokens · "
-            f"**refuse below** score {config.min_score:g}"
+            f"**refuse below** score {kb.answer_options.min_score:g}"
         )
         st.slider(
             "Passages per question",

@@ -42,3 +42,45 @@ def pick_device(preference: str = "auto") -> str:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     log.info("models run on %s", device)
     return device
+
+
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
+
+@cache
+def pick_precision(device: str, preference: str = "auto") -> str:
+    """The float type models compute in: ``auto`` takes the fastest that keeps results.
+
+    On a CPU with bfloat16 dot-product instructions (AVX512-BF16 or AMX), bfloat16
+    ran embeddings 2.4x and LLM prefill 3.7x faster than float32 here, with
+    embeddings at cosine >= 0.998 to float32 (docs/performance.md). Without those
+    instructions bfloat16 is emulated and slower, so float32 stays. GPUs take
+    bfloat16 where supported, else float16.
+    """
+    if preference not in PRECISIONS:
+        raise ModelError(f"unknown precision {preference!r}: use one of {', '.join(PRECISIONS)}")
+    if preference != "auto":
+        return preference
+    if device.startswith("cuda"):
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    precision = "bfloat16" if _cpu_has_bf16() else "float32"
+    log.info("models compute in %s on %s", precision, device)
+    return precision
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: stay with float32, always correct
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def torch_dtype(precision: str) -> object:
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+        precision
+    ]

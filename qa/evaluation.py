@@ -276,6 +276,7 @@ def run_configuration(kb: KnowledgeBase) -> dict[str, Any]:
         "embedding_model": kb.embedder.name,
         "llm_model": kb.generator.name,
         "retrieval": kb.answer_options.retrieval,
+        "answer_style": kb.answer_options.answer_style,
         "top_k": kb.answer_options.top_k,
         "context_tokens": kb.answer_options.context_tokens,
         "min_score": kb.answer_options.min_score,

@@ -18,7 +18,7 @@ from index.manifest import Manifest
 from index.store import Hit, KnowledgeBaseStore
 from ingest.batch import FileOutcome, IngestOptions, IngestReport, InputFile, ingest_files, walk
 from ingest.chunking import ChunkerSettings
-from ingest.embedder import Embedder, SentenceTransformerEmbedder
+from ingest.embedder import Embedder, SentenceTransformerEmbedder, default_min_score
 from ingest.errors import KbqaError, KnowledgeBaseError
 from ingest.types import DocumentRecord
 from qa import grounding
@@ -37,6 +37,7 @@ class AnswerOptions:
     max_new_tokens: int = 256
     min_score: float = 0.2
     retrieval: str = "hybrid"  # hybrid, dense or keyword
+    answer_style: str = "sentence"  # sentence, or short (the answering words only)
 
 
 class KnowledgeBase:
@@ -98,8 +99,11 @@ class KnowledgeBase:
                 settings.top_k,
                 settings.context_tokens,
                 settings.max_new_tokens,
-                settings.min_score,
+                default_min_score(embedder.name)
+                if settings.min_score is None
+                else settings.min_score,
                 settings.retrieval,
+                settings.answer_style,
             ),
             ChunkerSettings(settings.chunk_tokens, settings.chunk_overlap),
             int(settings.max_file_mb * 1024 * 1024),
@@ -231,16 +235,22 @@ class KnowledgeBase:
             raise KnowledgeBaseError(
                 f"{self.folder} was built with the embedding model {manifest.embedding_model!r} "
                 f"but kbqa is set to {self.embedder.name!r}: set "
-                f"KBQA_EMBEDDING_MODEL={manifest.embedding_model} or use another --kb folder"
+                f"KBQA_EMBEDDING_MODEL={manifest.embedding_model}, use another --kb folder, or "
+                f"move it to {self.embedder.name!r} with `kbqa ingest --reembed PATHS`"
             )
 
 
 def load_models(settings: Settings) -> tuple[Embedder, Generator]:
     """The embedder and LLM that ``settings`` name (cheap: each loads on first use)."""
     embedder = SentenceTransformerEmbedder(
-        settings.embedding_model, settings.device, cache_dir=settings.cache_dir
+        settings.embedding_model,
+        settings.device,
+        cache_dir=settings.cache_dir,
+        precision=settings.precision,
     )
-    generator = TransformersGenerator(settings.llm_model, settings.cache_dir, settings.device)
+    generator = TransformersGenerator(
+        settings.llm_model, settings.cache_dir, settings.device, settings.precision
+    )
     return embedder, generator
 
 
@@ -292,7 +302,12 @@ class AnswerStream:
 
         generator = kb.generator
         packed = pack_prompt(
-            self.question, hits, language, generator.count_tokens, options.context_tokens
+            self.question,
+            hits,
+            language,
+            generator.count_tokens,
+            options.context_tokens,
+            options.answer_style,
         )
         pieces: list[str] = []
         first_token_s = None

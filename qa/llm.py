@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ingest.errors import ModelError
-from ingest.runtime import packaged_path, pick_device
+from ingest.runtime import packaged_path, pick_device, pick_precision, torch_dtype
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,13 @@ def resolve_llm_path(name: str, cache_dir: Path) -> str:
 class TransformersGenerator:
     """Greedy decoding by default, so the same question gets the same answer."""
 
-    def __init__(self, name: str, cache_dir: Path, device: str = "auto") -> None:
+    def __init__(
+        self, name: str, cache_dir: Path, device: str = "auto", precision: str = "auto"
+    ) -> None:
         self.name = name
         self._cache_dir = Path(cache_dir)
         self._device = device
+        self._precision = precision
         self._model: Any = None
         self._tokenizer: Any = None
         self._lock = threading.Lock()
@@ -89,20 +92,20 @@ class TransformersGenerator:
         with self._lock:
             if self._model is not None:
                 return
-            import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             where = resolve_llm_path(self.name, self._cache_dir)
             device = pick_device(self._device)
+            precision = pick_precision(device, self._precision)
             try:
                 self._tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=True)
                 model = AutoModelForCausalLM.from_pretrained(
-                    where, dtype=torch.float32, local_files_only=True
+                    where, dtype=torch_dtype(precision), local_files_only=True
                 )
             except OSError as error:
                 raise ModelError(f"cannot load LLM {self.name!r} from {where}: {error}") from error
             self._model = model.to(device).eval()  # type: ignore[arg-type]
-            log.info("LLM %s loaded from %s on %s", self.name, where, device)
+            log.info("LLM %s loaded from %s on %s in %s", self.name, where, device, precision)
 
     @property
     def tokenizer(self) -> Any:

@@ -75,7 +75,14 @@ def passage_label(hit: Hit) -> str:
     return f"{name}{page}"
 
 
-def build_messages(question: str, hits: Sequence[Hit], language: str) -> Messages:
+# "sentence" answers a person; "short" gives only the answering words, the form
+# SQuAD-style exact match and F1 score (``kbqa eval qa --answer-style short``).
+ANSWER_STYLES = {"sentence": "user.txt", "short": "user_short.txt"}
+
+
+def build_messages(
+    question: str, hits: Sequence[Hit], language: str, style: str = "sentence"
+) -> Messages:
     passages = "\n".join(
         _template("passage.txt").format(number=n, label=passage_label(h), text=h.chunk.text.strip())
         for n, h in enumerate(hits, start=1)
@@ -87,7 +94,7 @@ def build_messages(question: str, hits: Sequence[Hit], language: str) -> Message
         "question": question.strip(),
     }
     system = _template("system.txt").format(**fields)
-    user = _template("user.txt").format(**fields)
+    user = _template(ANSWER_STYLES[style]).format(**fields)
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
@@ -106,6 +113,7 @@ def pack_prompt(
     language: str,
     count_tokens: Callable[[Messages], int],
     context_tokens: int,
+    style: str = "sentence",
 ) -> PackedPrompt:
     """Add passages best first while the prompt fits the budget; never cut one.
 
@@ -113,16 +121,16 @@ def pack_prompt(
     measured with the LLM's own tokenizer and chat template. A passage that
     does not fit is skipped whole and counted in ``dropped``.
     """
-    bare = count_tokens(build_messages(question, [], language))
+    bare = count_tokens(build_messages(question, [], language, style))
     kept: list[Hit] = []
     total = bare
     for hit in hits:
-        candidate = count_tokens(build_messages(question, [*kept, hit], language))
+        candidate = count_tokens(build_messages(question, [*kept, hit], language, style))
         if candidate - bare <= context_tokens:
             kept.append(hit)
             total = candidate
     return PackedPrompt(
-        build_messages(question, kept, language),
+        build_messages(question, kept, language, style),
         tuple(kept),
         total,
         total - bare,

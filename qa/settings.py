@@ -33,16 +33,24 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=_data_home, description="where knowledge bases live")
     cache_dir: Path = Field(default_factory=_cache_home, description="converted model copies")
-    embedding_model: str = "all-MiniLM-L6-v2"
+    embedding_model: str = "multilingual-e5-small"
     llm_model: str = "qwen2.5-coder-0.5b-instruct"
     device: str = "auto"
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="auto: bfloat16 where the CPU or GPU computes it natively"
+    )
     top_k: int = Field(default=5, ge=1, le=100)
     retrieval: Literal["hybrid", "dense", "keyword"] = "hybrid"
+    answer_style: Literal["sentence", "short"] = Field(
+        default="sentence", description="short: only the answering words (for SQuAD-style F1)"
+    )
 
     context_tokens: int = Field(default=1500, ge=64, description="token budget for passages")
     max_new_tokens: int = Field(default=256, ge=1)
-    min_score: float = Field(
-        default=0.2, description="below this best retrieval score, refuse without asking the LLM"
+    min_score: float | None = Field(
+        default=None,
+        description="below this best retrieval score, refuse without asking the LLM "
+        "(default: the embedding model's own floor, ingest/embedder.py)",
     )
     chunk_tokens: int = Field(default=200, ge=16)
     chunk_overlap: int = Field(default=32, ge=0)

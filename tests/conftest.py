@@ -105,6 +105,18 @@ def real_embedder():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
+def default_embedder():  # type: ignore[no-untyped-def]
+    """The embedder a plain install uses (multilingual-e5-small, converted once)."""
+    from ingest.embedder import SentenceTransformerEmbedder
+    from qa.settings import load_settings
+
+    settings = load_settings()
+    embedder = SentenceTransformerEmbedder(settings.embedding_model, cache_dir=settings.cache_dir)
+    embedder.embed_passages(["warm up"])
+    return embedder
+
+
+@pytest.fixture(scope="session")
 def small_llm():  # type: ignore[no-untyped-def]
     from qa.llm import TransformersGenerator
     from qa.settings import load_settings

@@ -26,6 +26,7 @@ def home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     folder = tmp_path / "home"
     monkeypatch.setenv("KBQA_HOME", str(folder))
     monkeypatch.setenv("KBQA_LLM_MODEL", "smollm2-135m-instruct")
+    monkeypatch.setenv("KBQA_EMBEDDING_MODEL", "all-MiniLM-L6-v2")
     monkeypatch.delenv("KBQA_KB", raising=False)
     return folder
 

@@ -54,6 +54,7 @@ def live_app(tmp_path: Path) -> Iterator[str]:
     env = dict(os.environ)
     env["KBQA_HOME"] = str(tmp_path / "home")
     env.setdefault("KBQA_LLM_MODEL", "smollm2-135m-instruct")
+    env.setdefault("KBQA_EMBEDDING_MODEL", "all-MiniLM-L6-v2")
     env.pop("KBQA_KB", None)
     log = open(tmp_path / "streamlit.log", "wb")
     server = subprocess.Popen(

@@ -53,7 +53,7 @@ def e5(e5_folder: Path):  # type: ignore[no-untyped-def]
     from ingest.embedder import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(
-        "multilingual-e5-small", device="cpu", cache_dir=e5_folder.parents[1]
+        "multilingual-e5-small", device="cpu", cache_dir=e5_folder.parents[1], precision="float32"
     )
     embedder.embed_passages(["warm up"])
     return embedder
@@ -111,6 +111,19 @@ def test_tokenizer_normalizes_every_character_like_the_engine(e5_folder: Path) -
             wrong.append(hex(code_point))
     assert wrong == []
     assert normalizer.normalize_str("a \t\n  b\u3000c") == "a b c"
+
+
+@pytest.mark.slow
+def test_bfloat16_vectors_stay_close_to_float32(e5, e5_folder: Path) -> None:  # type: ignore[no-untyped-def]
+    """kbqa computes in bfloat16 on CPUs that have it (``precision="auto"``)."""
+    from ingest.embedder import SentenceTransformerEmbedder
+
+    bfloat16 = SentenceTransformerEmbedder(
+        "multilingual-e5-small", device="cpu", cache_dir=e5_folder.parents[1], precision="bfloat16"
+    )
+    texts = xquad("es")[0][:24] + xquad("en")[1][:24]
+    cosines = np.sum(e5.embed_passages(texts) * bfloat16.embed_passages(texts), axis=1)
+    assert cosines.min() >= 0.99
 
 
 @pytest.mark.slow

@@ -37,10 +37,10 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def default_kb(home: Path, real_embedder, default_llm):  # type: ignore[no-untyped-def]
+def default_kb(home: Path, default_embedder, default_llm):  # type: ignore[no-untyped-def]
     from qa.knowledge_base import KnowledgeBase
 
-    return KnowledgeBase.open(home / "default", embedder=real_embedder, generator=default_llm)
+    return KnowledgeBase.open(home / "default", embedder=default_embedder, generator=default_llm)
 
 
 def test_spanish_question_through_the_cli_answers_and_cites_the_primer(home: Path) -> None:
@@ -89,10 +89,10 @@ def test_answers_stream_and_are_reproducible(default_kb) -> None:  # type: ignor
     assert stream.answer.reply == again.reply  # greedy decoding
 
 
-def test_smollm_runs_the_same_pipeline(home: Path, real_embedder, small_llm) -> None:  # type: ignore[no-untyped-def]
+def test_smollm_runs_the_same_pipeline(home: Path, default_embedder, small_llm) -> None:  # type: ignore[no-untyped-def]
     from qa.knowledge_base import KnowledgeBase
 
-    kb = KnowledgeBase.open(home / "default", embedder=real_embedder, generator=small_llm)
+    kb = KnowledgeBase.open(home / "default", embedder=default_embedder, generator=small_llm)
     answer = kb.ask("How many parameters does GPT-3 have?")
     assert answer.timings.prompt_tokens > 0 and answer.reply
 

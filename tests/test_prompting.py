@@ -51,6 +51,16 @@ def test_passages_are_numbered_with_source_and_page_and_fenced_as_data() -> None
     assert "English" in user["content"]
 
 
+def test_short_style_asks_for_the_answering_words_only() -> None:
+    hits = [hit("GPT-3 has 175 billion parameters.")]
+    sentence = build_messages("How many?", hits, "en")[1]["content"]
+    short = build_messages("How many?", hits, "en", style="short")[1]["content"]
+    assert "complete sentence" in sentence and "complete sentence" not in short
+    assert "not a sentence" in short and "[1] (a.pdf, page 1)" in short
+    packed = pack_prompt("How many?", hits, "en", word_count, 1000, style="short")
+    assert packed.messages[1]["content"] == short
+
+
 def test_packing_keeps_best_passages_that_fit_and_never_cuts_one() -> None:
     long = hit(" ".join(["word"] * 300))
     hits = [hit("short one"), long, hit("short two")]

@@ -16,7 +16,7 @@ def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     monkeypatch.setenv("KBQA_LLM_MODEL", "smollm2-135m-instruct")
     monkeypatch.setenv("KBQA_TOP_K", "7")
     settings = load_settings()
-    assert settings.embedding_model == "all-MiniLM-L6-v2"
+    assert settings.embedding_model == "multilingual-e5-small"
     assert settings.llm_model == "smollm2-135m-instruct"
     assert settings.top_k == 7
     assert settings.default_kb == tmp_path / "default"
@@ -46,8 +46,12 @@ def test_open_uses_the_configured_models_without_loading_them(
     monkeypatch.setenv("KBQA_RETRIEVAL", "dense")
     kb = KnowledgeBase.open(tmp_path / "kb")
     assert kb.generator.name == "smollm2-135m-instruct"
-    assert kb.embedder.name == "all-MiniLM-L6-v2"
+    assert kb.embedder.name == "multilingual-e5-small"
+    assert kb.answer_options.min_score == 0.79  # e5's own refusal floor
     assert kb.answer_options.retrieval == "dense"
+    monkeypatch.setenv("KBQA_EMBEDDING_MODEL", "all-MiniLM-L6-v2")
+    monkeypatch.setenv("KBQA_MIN_SCORE", "0.5")
+    assert KnowledgeBase.open(tmp_path / "kb").answer_options.min_score == 0.5
     assert not (tmp_path / "kb").exists()  # created on the first add, not on open
 
 
@@ -58,3 +62,20 @@ def test_importing_the_api_does_not_import_torch_or_faiss() -> None:
     code = "import sys, kbqa; print('torch' in sys.modules, 'faiss' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_precision_auto_takes_bfloat16_only_where_the_cpu_computes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ingest import runtime
+    from ingest.errors import ModelError
+
+    for has_bf16, expected in ((True, "bfloat16"), (False, "float32")):
+        runtime.pick_precision.cache_clear()
+        monkeypatch.setattr(runtime, "_cpu_has_bf16", lambda has=has_bf16: has)
+        assert runtime.pick_precision("cpu") == expected
+    runtime.pick_precision.cache_clear()
+    assert runtime.pick_precision("cpu", "float32") == "float32"
+    with pytest.raises(ModelError, match="unknown precision"):
+        runtime.pick_precision("cpu", "int3")
+    runtime.pick_precision.cache_clear()
