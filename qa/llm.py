@@ -100,7 +100,12 @@ class TransformersGenerator:
             try:
                 self._tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=True)
                 model = AutoModelForCausalLM.from_pretrained(
-                    where, dtype=torch_dtype(precision), local_files_only=True
+                    where,
+                    dtype=torch_dtype(precision),
+                    # On CPU, eager attention decoded 17% faster than SDPA (19.9 vs 17.0
+                    # tokens/s, bfloat16, 856-token prompt) for 0.4 s more prefill.
+                    attn_implementation="eager" if device == "cpu" else "sdpa",
+                    local_files_only=True,
                 )
             except OSError as error:
                 raise ModelError(f"cannot load LLM {self.name!r} from {where}: {error}") from error
