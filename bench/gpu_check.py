@@ -33,26 +33,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 XQUAD = ROOT.parent / "shared" / "data" / "xquad"
 
-from bench.search import vectors as clustered_vectors  # noqa: E402 - after the sys.path line
-
-
-def exact_top_k_cpu(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Ground truth ids, by faiss's exact CPU search where faiss imports, else torch."""
-    try:
-        import faiss
-    except ImportError:
-        import torch
-
-        scores = torch.from_numpy(queries) @ torch.from_numpy(data).T
-        return scores.topk(k, dim=1).indices.numpy()
-    index = faiss.IndexFlatIP(data.shape[1])
-    index.add(data)
-    return index.search(queries, k)[1]
-
-
-def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
-    hits = [len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)]
-    return float(np.mean(hits))
+from bench.search import (  # noqa: E402 - after the sys.path line
+    K,
+    exact_neighbours,
+    queries_for,
+    recall_at_k,
+)
+from bench.search import vectors as clustered_vectors  # noqa: E402
 
 
 def timed(function: Any, repeats: int) -> tuple[Any, list[float]]:
@@ -109,11 +96,11 @@ def gpu_search_torch(data: np.ndarray, queries: np.ndarray, k: int) -> dict[str,
     }
 
 
-def check_vectors(count: int, query_count: int, k: int = 10) -> dict[str, Any]:
+def check_vectors(count: int, query_count: int) -> dict[str, Any]:
     data = clustered_vectors(count, seed=0, topics=max(100, count // 200))
-    queries = clustered_vectors(query_count, seed=1, topics=max(100, count // 200))
+    queries = queries_for(data, query_count)
     start = time.perf_counter()
-    truth = exact_top_k_cpu(data, queries, k)
+    truth = exact_neighbours(data, queries)
     cpu_exact_s = time.perf_counter() - start
     try:
         import faiss
@@ -121,8 +108,8 @@ def check_vectors(count: int, query_count: int, k: int = 10) -> dict[str, Any]:
         faiss_gpus = faiss.get_num_gpus()
     except ImportError:
         faiss_gpus = 0
-    result = (gpu_search_faiss if faiss_gpus else gpu_search_torch)(data, queries, k)
-    result["recall_at_10"] = recall_at(result.pop("found"), truth)
+    result = (gpu_search_faiss if faiss_gpus else gpu_search_torch)(data, queries, K)
+    result["recall_at_10"] = recall_at_k(result.pop("found"), truth)
     result.update(
         vectors=count, queries=query_count, cpu_exact_queries_per_s=query_count / cpu_exact_s
     )
@@ -132,8 +119,9 @@ def check_vectors(count: int, query_count: int, k: int = 10) -> dict[str, Any]:
 def passages(count: int) -> list[str]:
     """XQuAD paragraphs where the shared data is present, else this repo's own docs."""
     if XQUAD.exists():
-        data = json.loads((XQUAD / "xquad.es.json").read_text())
-        texts = [p["context"] for article in data["data"] for p in article["paragraphs"]]
+        from qa.evaluation import retrieval_pairs
+
+        texts = retrieval_pairs(XQUAD / "xquad.es.json")[0]
     else:
         texts = [
             part.strip()

@@ -79,6 +79,12 @@ def exact_neighbours(data: np.ndarray, queries: np.ndarray, block: int = 100_000
     return best_rows
 
 
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of each query's true neighbours that were found."""
+    hits = [len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)]
+    return float(np.mean(hits))
+
+
 def rss_bytes() -> int:
     """Resident memory, after handing freed heap back to the OS (glibc keeps it
     otherwise, and a later build reusing it would look free)."""
@@ -132,8 +138,7 @@ def serialized_bytes(index: VectorIndex) -> int:
 def measure(kind: IndexKind, data: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> dict:
     """One index type at one size."""
     index, build_s, grown = build(kind, data)
-    found = index.search(queries, K)[1]
-    recall = float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)]))
+    recall = recall_at_k(index.search(queries, K)[1], truth)
     # Exact search at 1M is ~0.1 s a query: time as many queries as fit the budget.
     first = statistics.median(latencies_ms(lambda q: index.search(q, K), queries[:5]))
     timed = queries[: max(20, int(FLAT_QUERY_BUDGET_S * 1000 / max(first, 1e-3)))]

@@ -77,9 +77,8 @@ def reembed(
                 if on_progress:
                     on_progress(done, total)
         new.close()
-        for extra in ("originals",):  # the app's stored uploads travel with the documents
-            if (folder / extra).exists():
-                shutil.copytree(folder / extra, staging / extra)
+        if (folder / "originals").exists():  # the app's stored uploads go with the documents
+            shutil.copytree(folder / "originals", staging / "originals")
         retired = folder.with_name(folder.name + ".old")
         shutil.rmtree(retired, ignore_errors=True)
         os.replace(folder, retired)
