@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -13,7 +12,7 @@ import numpy as np
 
 from ingest.e5_conversion import converted_e5, default_cache_dir
 from ingest.errors import ModelError
-from ingest.runtime import packaged_path, pick_device, pick_precision, torch_dtype
+from ingest.runtime import MODEL_LOADING, packaged_path, pick_device, pick_precision, torch_dtype
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +97,12 @@ class SentenceTransformerEmbedder:
         self._cache_dir = cache_dir
         self._model: Any = None
         self._tokenizer: Any = None
-        self._lock = threading.Lock()
 
     @property
     def model(self) -> Any:
-        with self._lock:
+        if self._model is not None:  # loaded: no lock on the embedding path
+            return self._model
+        with MODEL_LOADING:
             if self._model is None:
                 from sentence_transformers import SentenceTransformer
 
@@ -119,15 +119,16 @@ class SentenceTransformerEmbedder:
 
     @property
     def tokenizer(self) -> Any:
+        if self._tokenizer is None and self._model is not None:
+            self._tokenizer = self._model.tokenizer
         if self._tokenizer is None:
-            if self._model is not None:
-                self._tokenizer = self._model.tokenizer
-            else:
-                from transformers import AutoTokenizer
+            with MODEL_LOADING:
+                if self._tokenizer is None:
+                    from transformers import AutoTokenizer
 
-                self._tokenizer = AutoTokenizer.from_pretrained(
-                    str(self.path), local_files_only=True
-                )
+                    self._tokenizer = AutoTokenizer.from_pretrained(
+                        str(self.path), local_files_only=True
+                    )
         return self._tokenizer
 
     @property

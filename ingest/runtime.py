@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import threading
 from functools import cache
 from pathlib import Path
 
 from ingest.errors import ModelError
 
 log = logging.getLogger(__name__)
+
+# Held while any model or tokenizer loads. transformers imports its parts lazily
+# and that is not thread-safe: the app's warm-up thread loading the embedder while
+# an upload counts tokens failed once with "No module named 'sentence_transformers'".
+MODEL_LOADING = threading.RLock()
 
 
 def packaged_path(distribution: str, relative: str) -> Path:

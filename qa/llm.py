@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ingest.errors import ModelError
-from ingest.runtime import packaged_path, pick_device, pick_precision, torch_dtype
+from ingest.runtime import MODEL_LOADING, packaged_path, pick_device, pick_precision, torch_dtype
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +86,11 @@ class TransformersGenerator:
         self._precision = precision
         self._model: Any = None
         self._tokenizer: Any = None
-        self._lock = threading.Lock()
 
     def load(self) -> None:
-        with self._lock:
+        if self._model is not None:  # loaded: answering takes no lock
+            return
+        with MODEL_LOADING:
             if self._model is not None:
                 return
             from transformers import AutoModelForCausalLM, AutoTokenizer
