@@ -10,14 +10,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import originals
-from app.highlight import cited_spans, passage_html, sentences_citing
-from app.pdfpage import Mark, render_page
-from app.state import Models
-from ingest.errors import KbqaError
-from qa.answer import Answer, Citation
-from qa.followup import Rewrite, Turn, rewrite_followup
-from qa.knowledge_base import KnowledgeBase
+from ..errors import KbqaError
+from ..qa.answer import Answer, Citation
+from ..qa.followup import Rewrite, Turn, rewrite_followup
+from ..qa.knowledge_base import KnowledgeBase
+from . import originals
+from .highlight import cited_spans, passage_html, sentences_citing
+from .pdfpage import Mark, render_page
+from .state import Models
 
 _MARKERS = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 CURSOR = "▌"

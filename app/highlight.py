@@ -12,7 +12,7 @@ import html
 import re
 from collections.abc import Sequence
 
-from qa.grounding import content_words
+from ..qa.grounding import content_words
 
 _BOUNDARY = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
 _MARKERS = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")

@@ -22,9 +22,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from app import originals
-from ingest.errors import KbqaError
-from qa.knowledge_base import KnowledgeBase, safe_upload_name
+from ..errors import KbqaError
+from ..qa.knowledge_base import KnowledgeBase, safe_upload_name
+from . import originals
 
 log = logging.getLogger(__name__)
 

@@ -7,24 +7,18 @@ the knowledge base to open first, ``KBQA_*`` settings pick the models.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
-
-# `streamlit run app/main.py` puts app/ on the path, not the project root.
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is fetched at run time
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import streamlit as st  # noqa: E402
+import streamlit as st  # noqa: E402 - after the offline switches
 
-from app import chat, sidebar, state  # noqa: E402
-from app.style import CSS  # noqa: E402
-from ingest.errors import KbqaError  # noqa: E402
+from kbqa.app import chat, sidebar, state  # noqa: E402
+from kbqa.app.style import CSS  # noqa: E402
+from kbqa.errors import KbqaError  # noqa: E402
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
-from ingest.types import is_path_source
+from ..ingest.types import is_path_source
 
 log = logging.getLogger(__name__)
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import originals, state
-from app.chat import md_escape as _md
-from app.jobs import FileTask
-from ingest.errors import KbqaError
-from ingest.readers import SUFFIX_FORMATS
-from ingest.types import DocumentRecord
-from qa.knowledge_base import KnowledgeBase
-from qa.settings import Settings
+from ..errors import KbqaError
+from ..ingest.readers import SUFFIX_FORMATS
+from ..ingest.types import DocumentRecord
+from ..qa.knowledge_base import KnowledgeBase
+from ..qa.settings import Settings
+from . import originals, state
+from .chat import md_escape as _md
+from .jobs import FileTask
 
 UPLOAD_TYPES = sorted(suffix.lstrip(".") for suffix in SUFFIX_FORMATS)
 SCROLL_AFTER = 6  # documents listed before the list scrolls

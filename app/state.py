@@ -8,7 +8,6 @@ click) reuses the loaded embedder and LLM. Settings are read on every run
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -16,12 +15,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.jobs import IngestQueue
-from ingest.embedder import Embedder
-from ingest.errors import KbqaError
-from qa.knowledge_base import KnowledgeBase, load_models
-from qa.llm import Generator
-from qa.settings import Settings, load_settings
+from ..errors import KbqaError
+from ..models.embedder import Embedder
+from ..models.generator import Generator
+from ..qa.knowledge_base import KnowledgeBase, load_models
+from ..qa.settings import Settings, load_settings
+from .jobs import IngestQueue
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +70,7 @@ def settings() -> Settings:
 
 def models(config: Settings) -> Models:
     """The shared models for these settings (only the model settings matter)."""
-    key = config.model_dump_json(include=MODEL_SETTINGS)
-    return _models(key, config.model_dump_json())
-
-
-MODEL_SETTINGS = {"embedding_model", "llm_model", "device", "cache_dir"}
+    return _models(config.models_key(), config.model_dump_json())
 
 
 @st.cache_resource(show_spinner=False)
@@ -88,7 +83,7 @@ def _models(key: str, _config_json: str) -> Models:
 
 def open_kb(folder: Path, config: Settings) -> KnowledgeBase:
     """The page's instance for ``folder``: shared by sessions, reopened once it exists."""
-    from index.store import KnowledgeBaseStore
+    from ..index.store import KnowledgeBaseStore
 
     exists = KnowledgeBaseStore.exists(folder)
     return _open_kb(str(folder), exists, config.model_dump_json())
@@ -118,8 +113,7 @@ def ingest_queue() -> IngestQueue:
 
 def initial_kb(config: Settings) -> Path:
     """``KBQA_KB`` (set by ``kbqa serve --kb``) or the default knowledge base."""
-    chosen = os.environ.get("KBQA_KB")
-    return Path(chosen).expanduser().resolve() if chosen else config.default_kb
+    return config.kb.expanduser().resolve() if config.kb else config.default_kb
 
 
 def list_kbs(config: Settings, *also: Path) -> list[Path]:

@@ -79,7 +79,7 @@ def sample_questions(count: int, seed: int) -> list[SampledQuestion]:
     XQuAD's two files are translations sharing question ids, so an id drawn in
     one language is not drawn again in the other: the questions stay distinct.
     """
-    from qa.evaluation import load_squad
+    from kbqa.qa.evaluation import load_squad
 
     rng = random.Random(seed)
     chosen: dict[str, list[SampledQuestion]] = {}
@@ -101,7 +101,7 @@ def sample_questions(count: int, seed: int) -> list[SampledQuestion]:
 
 def article_paragraphs(questions: Sequence[SampledQuestion]) -> list[tuple[str, str]]:
     """``(name, text)`` for every paragraph of each article a question comes from."""
-    from qa.evaluation import load_squad
+    from kbqa.qa.evaluation import load_squad
 
     texts = []
     for language in LANGUAGES:
@@ -178,8 +178,8 @@ def model_dtype(generator: Any) -> str:
 
 
 def run_ours(plan: dict[str, Any], profile: bool) -> dict[str, Any]:
-    from qa.knowledge_base import KnowledgeBase
-    from qa.settings import load_settings
+    from kbqa.qa.knowledge_base import KnowledgeBase
+    from kbqa.qa.settings import load_settings
 
     settings = load_settings(max_new_tokens=plan["max_new_tokens"])
     questions = [SampledQuestion(**q) for q in plan["questions"]]
@@ -579,8 +579,8 @@ def main() -> None:
         return
     quiet_libraries()
 
-    from qa.llm import resolve_llm_path
-    from qa.settings import load_settings
+    from kbqa.models.registry import local_folder
+    from kbqa.qa.settings import load_settings
 
     settings = load_settings()
     count = args.questions or (10 if args.quick else 50)
@@ -591,7 +591,7 @@ def main() -> None:
         "questions": [q.__dict__ for q in questions],
         "warm_up": warm_up.__dict__,
         "max_new_tokens": max_new_tokens,
-        "model_folder": resolve_llm_path(settings.llm_model, settings.cache_dir),
+        "model_folder": str(local_folder(settings.llm_model, "generator", settings.cache_dir)),
     }
 
     started = time.perf_counter()

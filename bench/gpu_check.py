@@ -53,7 +53,7 @@ def timed(function: Any, repeats: int) -> tuple[Any, list[float]]:
 
 def gpu_search_faiss(data: np.ndarray, queries: np.ndarray, k: int) -> dict[str, Any]:
     """kbqa's VectorIndex, as kbqa builds it, searched on the GPU."""
-    from index.vectors import VectorIndex
+    from kbqa.index.vectors import VectorIndex
 
     start = time.perf_counter()
     index = VectorIndex(data.shape[1])
@@ -119,7 +119,7 @@ def check_vectors(count: int, query_count: int) -> dict[str, Any]:
 def passages(count: int) -> list[str]:
     """XQuAD paragraphs where the shared data is present, else this repo's own docs."""
     if XQUAD.exists():
-        from qa.evaluation import retrieval_pairs
+        from kbqa.qa.evaluation import retrieval_pairs
 
         texts = retrieval_pairs(XQUAD / "xquad.es.json")[0]
     else:
@@ -133,13 +133,16 @@ def passages(count: int) -> list[str]:
 
 
 def check_embeddings(model: str, count: int, cpu_count: int) -> dict[str, Any]:
-    from ingest.embedder import SentenceTransformerEmbedder
+    from kbqa.models.embedder import SentenceTransformerEmbedder
+    from kbqa.qa.settings import load_settings
 
     texts = passages(count)
     result: dict[str, Any] = {"model": model, "passages": count}
     vectors = {}
     for device, batch in (("cuda", texts), ("cpu", texts[:cpu_count])):
-        embedder = SentenceTransformerEmbedder(model, device=device, batch_size=128)
+        embedder = SentenceTransformerEmbedder(
+            model, load_settings().cache_dir, device=device, batch_size=128
+        )
         embedder.embed_passages(batch[:8])  # load and warm up
         vectors[device], seconds = timed(lambda e=embedder, b=batch: e.embed_passages(b), 1)
         result[f"{device}_passages_per_s"] = len(batch) / seconds[0]

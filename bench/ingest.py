@@ -163,15 +163,21 @@ def sample_texts(corpus: Corpus, limit: int = 300) -> list[str]:
     return [p.read_text(encoding="utf-8") for p in files]
 
 
+def model_folder(name: str) -> Path:
+    """The embedding model's folder, converted into the configured cache on first use."""
+    from kbqa.models.registry import local_folder
+    from kbqa.qa.settings import load_settings
+
+    return local_folder(name, "embedder", load_settings().cache_dir)
+
+
 def matched_chunk_chars(corpus: Corpus, model: str, chunk_tokens: int) -> int:
     """Characters that hold ``chunk_tokens`` of this model's tokens in this corpus."""
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from ingest.embedder import resolve_embedder_path
-
     hf_logging.set_verbosity_error()  # long samples are only counted, never embedded
-    tokenizer = AutoTokenizer.from_pretrained(str(resolve_embedder_path(model)))
+    tokenizer = AutoTokenizer.from_pretrained(str(model_folder(model)))
     texts = [t for t in sample_texts(corpus) if t.strip()]
     tokens = sum(len(tokenizer.tokenize(t)) for t in texts)
     chars_per_token = sum(len(t) for t in texts) / tokens
@@ -293,8 +299,6 @@ def baseline_child(spec: dict[str, Any]) -> None:
     from langchain_community.vectorstores import FAISS
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    from ingest.embedder import resolve_embedder_path
-
     lap("import")
     paths = [Path(p) for p in spec["paths"]]
     if spec["kind"] == "pdf":
@@ -320,7 +324,7 @@ def baseline_child(spec: dict[str, Any]) -> None:
     # e5 wants "passage: " before every passage; the folder names that prompt.
     encode_kwargs = {"prompt_name": "passage"} if "e5" in spec["model"] else {}
     embeddings = HuggingFaceEmbeddings(
-        model_name=str(resolve_embedder_path(spec["model"])),
+        model_name=str(model_folder(spec["model"])),
         model_kwargs={"device": "cuda" if torch.cuda.is_available() else "cpu"},
         encode_kwargs=encode_kwargs,
     )
@@ -347,10 +351,8 @@ def baseline_child(spec: dict[str, Any]) -> None:
 
 def warm_up(models: list[str]) -> None:
     """Read the model files and import torch once, so the first timed run is not a cold one."""
-    from ingest.embedder import resolve_embedder_path
-
     for model in models:
-        for path in resolve_embedder_path(model).rglob("*"):
+        for path in model_folder(model).rglob("*"):
             if path.is_file():
                 path.read_bytes()
     import_line = "import torch, sentence_transformers, langchain_community"
@@ -464,7 +466,7 @@ def _last(ours: Side, baseline: Side, who: str) -> str:
 def profile_ours(corpus: Corpus, model: str, work: Path) -> None:
     """A pyinstrument text profile of one ``kbqa ingest`` (not timed: the profiler slows it)."""
     command = [sys.executable, "-m", "pyinstrument", "-o", str(PROFILE_OUT), "-r", "text"]
-    command += ["-m", "qa.cli", "ingest", "--no-progress", "--kb", str(work / "profiled-kb")]
+    command += ["-m", "kbqa.qa.cli", "ingest", "--no-progress", "--kb", str(work / "profiled-kb")]
     paths = [str(p) for p in corpus.paths]
     subprocess.run(command + paths, check=True, env=child_env(model), cwd=ROOT)
     print(f"profile: {PROFILE_OUT}")
@@ -529,7 +531,7 @@ def main() -> None:
         baseline_child(json.loads(args.baseline_child))
         return
 
-    from qa.settings import load_settings
+    from kbqa.qa.settings import load_settings
 
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # progress in logs
     started = time.perf_counter()

@@ -227,14 +227,14 @@ def main() -> None:
 
     import torch
 
-    from qa.llm import resolve_llm_path
-    from qa.settings import load_settings
+    from kbqa.models.registry import local_folder
+    from kbqa.qa.settings import load_settings
 
     started = time.perf_counter()
     answers = json.loads(args.answers.read_text()) if args.answers.is_file() else None
     dtypes = side_dtypes(answers, args.dtype)
     settings = load_settings()
-    folder = Path(resolve_llm_path(settings.llm_model, settings.cache_dir))
+    folder = local_folder(settings.llm_model, "generator", settings.cache_dir)
 
     repeats = 3 if args.quick else 5
     bandwidth = memory_bandwidth(GIB, repeats)

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import machine  # noqa: E402
 
 if TYPE_CHECKING:
-    from index.vectors import IndexKind, VectorIndex
+    from kbqa.index.vectors import IndexKind, VectorIndex
 
 DIMENSION = 384
 K = 10
@@ -104,7 +104,7 @@ def rss_bytes() -> int:
 
 def build(kind: IndexKind, data: np.ndarray) -> tuple[VectorIndex, float, int]:
     """kbqa's index of ``data``: (index, build seconds, resident bytes it added)."""
-    from index.vectors import VectorIndex
+    from kbqa.index.vectors import VectorIndex
 
     def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for start in range(0, len(data), 65_536):
@@ -159,10 +159,10 @@ def measure(kind: IndexKind, data: np.ndarray, queries: np.ndarray, truth: np.nd
 
 def measure_store(data: np.ndarray, queries: np.ndarray) -> dict:
     """Dense search through ``KnowledgeBaseStore`` (index + SQLite re-scoring), built by ingest."""
-    from index.manifest import Manifest
-    from index.store import KnowledgeBaseStore
-    from ingest.chunking import ChunkerSettings
-    from ingest.types import Chunk, DocumentRecord
+    from kbqa.index.manifest import Manifest
+    from kbqa.index.store import KnowledgeBaseStore
+    from kbqa.ingest.chunking import ChunkerSettings
+    from kbqa.ingest.types import Chunk, DocumentRecord
 
     per_document = 1_000
     with tempfile.TemporaryDirectory() as folder:
@@ -213,7 +213,7 @@ def main() -> None:
     args = parser.parse_args()
     import faiss
 
-    from index.vectors import FLAT_LIMIT, NPROBE, plan_layout
+    from kbqa.index.vectors import FLAT_LIMIT, NPROBE, plan_layout
 
     sizes = [s for s in args.sizes if s <= 100_000] if args.quick else args.sizes
     n_queries = args.queries or (100 if args.quick else 200)

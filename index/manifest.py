@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ingest.chunking import ChunkerSettings
-from ingest.errors import KnowledgeBaseError
+from ..errors import KnowledgeBaseError
+from ..ingest.chunking import ChunkerSettings
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"

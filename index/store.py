@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from index.lexical import FTS_SCHEMA, keyword_query, reciprocal_rank_fusion
-from index.manifest import MANIFEST_NAME, Manifest
-from index.vectors import FLAT_LIMIT, VectorIndex
-from ingest.errors import KnowledgeBaseError
-from ingest.types import Chunk, DocumentRecord
+from ..errors import KnowledgeBaseError
+from ..ingest.types import Chunk, DocumentRecord
+from .lexical import FTS_SCHEMA, keyword_query, reciprocal_rank_fusion
+from .manifest import MANIFEST_NAME, Manifest
+from .vectors import FLAT_LIMIT, VectorIndex
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from ingest.chunking import ChunkerSettings, chunk_document
-from ingest.embedder import Embedder
-from ingest.errors import IngestError
-from ingest.readers import format_of, read_document
-from ingest.types import Chunk, DocumentRecord, display_name, document_id, is_path_source
+from ..errors import IngestError
+from ..models.embedder import Embedder
+from .chunking import ChunkerSettings, chunk_document
+from .readers import format_of, read_document
+from .types import Chunk, DocumentRecord, display_name, document_id, is_path_source
 
 log = logging.getLogger(__name__)
 

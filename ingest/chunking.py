@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from ingest.types import Chunk, ParsedDocument
+from .types import Chunk, ParsedDocument
 
 # Room for the [CLS]/[SEP]-style tokens the embedder adds around every input.
 SPECIAL_TOKENS_MARGIN = 2

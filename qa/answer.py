@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from index.store import Hit
-from ingest.types import display_name
+from ..index.store import Hit
+from ..ingest.types import display_name
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from qa.answer import Answer
+    from .answer import Answer
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_runtime(args.verbose)
-    from ingest.errors import KbqaError
+    from ..errors import KbqaError
 
     try:
         return _COMMANDS[args.command](args)
@@ -118,7 +118,7 @@ def _configure_runtime(verbose: bool) -> None:
 
 
 def _open(args: argparse.Namespace, create: bool = False):  # type: ignore[no-untyped-def]
-    from qa.knowledge_base import KnowledgeBase
+    from .knowledge_base import KnowledgeBase
 
     return KnowledgeBase.open(args.kb, create=create)
 
@@ -126,7 +126,7 @@ def _open(args: argparse.Namespace, create: bool = False):  # type: ignore[no-un
 def _ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ingest.batch import FileOutcome
+    from ..ingest.batch import FileOutcome
 
     progress = not args.no_progress and sys.stderr.isatty()
     if args.reembed:
@@ -151,9 +151,9 @@ def _ingest(args: argparse.Namespace) -> int:
 def _reembed_if_needed(args: argparse.Namespace, progress: bool) -> None:
     from tqdm import tqdm
 
-    from qa.knowledge_base import load_models
-    from qa.reembed import needs_reembedding, reembed
-    from qa.settings import load_settings
+    from .knowledge_base import load_models
+    from .reembed import needs_reembedding, reembed
+    from .settings import load_settings
 
     settings = load_settings()
     folder = Path(args.kb).expanduser() if args.kb else settings.default_kb
@@ -262,7 +262,7 @@ def _docs(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
-    from ingest.errors import KbqaError
+    from ..errors import KbqaError
 
     kb = _open(args)
     status = EXIT_OK
@@ -277,9 +277,9 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from qa import evaluation
-    from qa.knowledge_base import KnowledgeBase
-    from qa.settings import load_settings
+    from . import evaluation
+    from .knowledge_base import KnowledgeBase
+    from .settings import load_settings
 
     settings = load_settings(
         retrieval=args.retrieval, answer_style=getattr(args, "answer_style", None)
@@ -319,8 +319,9 @@ def _eval(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     """Run the Streamlit app (app/main.py) over the chosen knowledge base."""
     import subprocess
+    from importlib import resources
 
-    app = Path(__file__).resolve().parents[1] / "app" / "main.py"
+    app = resources.files("kbqa.app") / "main.py"  # a script for Streamlit to run
     env = dict(os.environ)
     if args.kb:
         env["KBQA_KB"] = str(Path(args.kb).expanduser().resolve())

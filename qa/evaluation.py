@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingest.types import display_name
-from qa.knowledge_base import KnowledgeBase
+from ..ingest.types import display_name
+from .knowledge_base import KnowledgeBase
 
 RETRIEVAL_METRICS = ["ndcg@10", "recall@10", "recall@100", "mrr@10"]
 _ARTICLES = {

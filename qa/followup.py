@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from qa.grounding import content_words
-from qa.llm import Generator
-from qa.prompting import detect_language
+from ..models.generator import Generator
+from .grounding import content_words
+from .prompting import detect_language
 
 log = logging.getLogger(__name__)
 

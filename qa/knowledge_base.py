@@ -14,18 +14,19 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.manifest import Manifest
-from index.store import Hit, KnowledgeBaseStore
-from ingest.batch import FileOutcome, IngestOptions, IngestReport, InputFile, ingest_files, walk
-from ingest.chunking import ChunkerSettings
-from ingest.embedder import Embedder, SentenceTransformerEmbedder, default_min_score
-from ingest.errors import KbqaError, KnowledgeBaseError
-from ingest.types import DocumentRecord
-from qa import grounding
-from qa.answer import Answer, Citation, Timings
-from qa.llm import Generator, TransformersGenerator
-from qa.prompting import REFUSALS, detect_language, is_refusal, pack_prompt, parse_citations
-from qa.settings import Settings, load_settings
+from ..errors import KbqaError, KnowledgeBaseError
+from ..index.manifest import Manifest
+from ..index.store import Hit, KnowledgeBaseStore
+from ..ingest.batch import FileOutcome, IngestOptions, IngestReport, InputFile, ingest_files, walk
+from ..ingest.chunking import ChunkerSettings
+from ..ingest.types import DocumentRecord
+from ..models.embedder import Embedder, SentenceTransformerEmbedder
+from ..models.generator import Generator, TransformersGenerator
+from ..models.registry import refusal_floor
+from . import grounding
+from .answer import Answer, Citation, Timings
+from .prompting import REFUSALS, detect_language, is_refusal, pack_prompt, parse_citations
+from .settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,7 @@ class KnowledgeBase:
                 settings.top_k,
                 settings.context_tokens,
                 settings.max_new_tokens,
-                default_min_score(embedder.name)
-                if settings.min_score is None
-                else settings.min_score,
+                refusal_floor(embedder.name) if settings.min_score is None else settings.min_score,
                 settings.retrieval,
                 settings.answer_style,
             ),
@@ -244,8 +243,8 @@ def load_models(settings: Settings) -> tuple[Embedder, Generator]:
     """The embedder and LLM that ``settings`` name (cheap: each loads on first use)."""
     embedder = SentenceTransformerEmbedder(
         settings.embedding_model,
+        settings.cache_dir,
         settings.device,
-        cache_dir=settings.cache_dir,
         precision=settings.precision,
     )
     generator = TransformersGenerator(

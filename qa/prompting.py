@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from index.store import Hit
-from ingest.types import display_name
-from qa.answer import Citation
+from ..index.store import Hit
+from ..ingest.types import display_name
+from .answer import Citation
 
 Messages = list[dict[str, str]]
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from index.manifest import Manifest
-from index.store import KnowledgeBaseStore
-from ingest.embedder import Embedder
-from ingest.errors import KnowledgeBaseError
+from ..errors import KnowledgeBaseError
+from ..index.manifest import Manifest
+from ..index.store import KnowledgeBaseStore
+from ..models.embedder import Embedder
 
 log = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KBQA_", extra="ignore")
 
     home: Path = Field(default_factory=_data_home, description="where knowledge bases live")
+    kb: Path | None = Field(default=None, description="the knowledge base the web app opens first")
     cache_dir: Path = Field(default_factory=_cache_home, description="converted model copies")
     embedding_model: str = "multilingual-e5-small"
     llm_model: str = "qwen2.5-coder-0.5b-instruct"
@@ -60,6 +61,10 @@ class Settings(BaseSettings):
     def default_kb(self) -> Path:
         return self.home / "default"
 
+    def models_key(self) -> str:
+        """The settings that decide which models load and how: equal keys, shareable models."""
+        return self.model_dump_json(include=set(MODEL_FIELDS))
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -74,6 +79,10 @@ class Settings(BaseSettings):
         if config:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config)))
         return tuple(sources)
+
+
+# What ``load_models`` reads: processes (the app) may share models across equal values.
+MODEL_FIELDS = ("embedding_model", "llm_model", "device", "precision", "cache_dir")
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -20,6 +20,13 @@ DATA = ROOT.parent / "shared" / "data"
 CORPORA = ROOT / "corpora"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Converted models go to pytest's own cache folder (kept between runs), never ~/.cache."""
+    if "KBQA_CACHE_DIR" not in os.environ:
+        cache = config.cache.mkdir("kbqa-models") if config.cache else None
+        os.environ["KBQA_CACHE_DIR"] = str(cache or ROOT / ".pytest_cache" / "kbqa-models")
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     if not DATA.is_dir():
         raise pytest.UsageError(f"test data not found at {DATA} (../shared/data beside the repo)")
@@ -81,8 +88,8 @@ def fake_embedder() -> FakeEmbedder:
 
 
 def make_kb(folder: Path, generator=None, embedder=None, **answer_options):  # type: ignore[no-untyped-def]
-    from ingest.chunking import ChunkerSettings
-    from qa.knowledge_base import AnswerOptions, KnowledgeBase
+    from kbqa.ingest.chunking import ChunkerSettings
+    from kbqa.qa.knowledge_base import AnswerOptions, KnowledgeBase
 
     options = {"min_score": 0.0, **answer_options}
     return KnowledgeBase(
@@ -97,9 +104,10 @@ def make_kb(folder: Path, generator=None, embedder=None, **answer_options):  # t
 
 @pytest.fixture(scope="session")
 def real_embedder():  # type: ignore[no-untyped-def]
-    from ingest.embedder import SentenceTransformerEmbedder
+    from kbqa.models.embedder import SentenceTransformerEmbedder
+    from kbqa.qa.settings import load_settings
 
-    embedder = SentenceTransformerEmbedder("all-MiniLM-L6-v2", device="auto")
+    embedder = SentenceTransformerEmbedder("all-MiniLM-L6-v2", load_settings().cache_dir)
     embedder.embed_passages(["warm up"])
     return embedder
 
@@ -107,19 +115,19 @@ def real_embedder():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def default_embedder():  # type: ignore[no-untyped-def]
     """The embedder a plain install uses (multilingual-e5-small, converted once)."""
-    from ingest.embedder import SentenceTransformerEmbedder
-    from qa.settings import load_settings
+    from kbqa.models.embedder import SentenceTransformerEmbedder
+    from kbqa.qa.settings import load_settings
 
     settings = load_settings()
-    embedder = SentenceTransformerEmbedder(settings.embedding_model, cache_dir=settings.cache_dir)
+    embedder = SentenceTransformerEmbedder(settings.embedding_model, settings.cache_dir)
     embedder.embed_passages(["warm up"])
     return embedder
 
 
 @pytest.fixture(scope="session")
 def small_llm():  # type: ignore[no-untyped-def]
-    from qa.llm import TransformersGenerator
-    from qa.settings import load_settings
+    from kbqa.models.generator import TransformersGenerator
+    from kbqa.qa.settings import load_settings
 
     generator = TransformersGenerator("smollm2-135m-instruct", load_settings().cache_dir)
     generator.load()
@@ -128,8 +136,8 @@ def small_llm():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def default_llm():  # type: ignore[no-untyped-def]
-    from qa.llm import TransformersGenerator
-    from qa.settings import load_settings
+    from kbqa.models.generator import TransformersGenerator
+    from kbqa.qa.settings import load_settings
 
     settings = load_settings()
     generator = TransformersGenerator(settings.llm_model, settings.cache_dir)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import CORPORA, DATA, ROOT, ScriptedGenerator
 
-from qa.followup import Rewrite, Turn, rewrite_followup
+from kbqa.qa.followup import Rewrite, Turn, rewrite_followup
 
 APP = str(ROOT / "app" / "main.py")
 PDFS = DATA / "pdfs"
@@ -64,7 +64,7 @@ def upload(at, files: list[tuple[str, bytes]]):  # type: ignore[no-untyped-def]
 
 
 def wait_for_uploads(at, timeout_s: float = 180):  # type: ignore[no-untyped-def]
-    from app import state
+    from kbqa.app import state
 
     deadline = time.monotonic() + timeout_s
     while state.ingest_queue().busy(current_kb(at)):
@@ -182,7 +182,7 @@ class GatedKB:
         self.seen: list[tuple[str, str | None]] = []
 
     def add_bytes(self, name: str, data: bytes, password: str | None = None):  # type: ignore[no-untyped-def]
-        from ingest.batch import FileOutcome
+        from kbqa.ingest.batch import FileOutcome
 
         assert self.gate.wait(30)
         self.seen.append((name, password))
@@ -196,7 +196,7 @@ class GatedKB:
 
 
 def test_uploads_are_ingested_in_the_background(tmp_path: Path) -> None:
-    from app.jobs import IngestQueue
+    from kbqa.app.jobs import IngestQueue
 
     kb = GatedKB(tmp_path)
     queue = IngestQueue()
@@ -223,7 +223,7 @@ def test_uploads_are_ingested_in_the_background(tmp_path: Path) -> None:
 
 
 def test_a_locked_file_waits_for_its_password(tmp_path: Path) -> None:
-    from app.jobs import IngestQueue
+    from kbqa.app.jobs import IngestQueue
 
     kb = GatedKB(tmp_path)
     kb.gate.set()
@@ -246,8 +246,8 @@ def test_a_locked_file_waits_for_its_password(tmp_path: Path) -> None:
 
 
 def test_a_knowledge_base_that_cannot_open_fails_its_files(tmp_path: Path) -> None:
-    from app.jobs import IngestQueue
-    from ingest.errors import KnowledgeBaseError
+    from kbqa.app.jobs import IngestQueue
+    from kbqa.errors import KnowledgeBaseError
 
     def broken(folder: Path):  # type: ignore[no-untyped-def]
         raise KnowledgeBaseError("built with another embedding model")
@@ -265,7 +265,7 @@ def test_a_knowledge_base_that_cannot_open_fails_its_files(tmp_path: Path) -> No
 def test_page_picture_marks_the_passage() -> None:
     from PIL import Image
 
-    from app.pdfpage import Mark, render_page
+    from kbqa.app.pdfpage import Mark, render_page
 
     pdf = PDFS / "text" / "crazyones.pdf"
     import pypdfium2 as pdfium
@@ -295,7 +295,7 @@ def test_page_picture_marks_the_passage() -> None:
 def test_kept_pdfs_are_named_by_content_and_pruned(tmp_path: Path) -> None:
     import hashlib
 
-    from app import originals
+    from kbqa.app import originals
 
     data = (PDFS / "encrypted" / "encrypted-file.pdf").read_bytes()
     doc_id = hashlib.sha256(data).hexdigest()
@@ -317,7 +317,7 @@ def test_kept_pdfs_are_named_by_content_and_pruned(tmp_path: Path) -> None:
 
 
 def test_cited_span_is_the_sentence_the_answer_uses() -> None:
-    from app.highlight import cited_spans, passage_html, sentences_citing
+    from kbqa.app.highlight import cited_spans, passage_html, sentences_citing
 
     passage = "Jurassic-1 has 178 billion parameters. It can hold conversations.\nBLOOM is open."
     claims = sentences_citing("Jurassic-1 has 178 billion parameters [2]. Other [1].", 2)
@@ -367,7 +367,7 @@ def create_kb(at, name: str) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_models_are_shared_by_reruns_and_sessions(home: Path) -> None:
-    from app import state
+    from kbqa.app import state
 
     first = start()
     start()  # a second session
@@ -437,7 +437,7 @@ def test_upload_ask_sources_follow_up_and_delete(home: Path) -> None:
     assert all(p.name != "crazyones.pdf" for p in again.answer.passages)
 
     # An answer cut short (Stop, or a click mid-answer) says so and can be asked again.
-    from app.chat import Exchange
+    from kbqa.app.chat import Exchange
 
     cut = Exchange("What is the capital of Peru?", str(kb), started=True)
     at.session_state["chats"][str(kb)].append(cut)
@@ -497,7 +497,7 @@ def test_upload_bad_files_then_unlock_with_a_password(home: Path, monkeypatch) -
 
 
 def _documents(kb: Path):  # type: ignore[no-untyped-def]
-    from index.store import KnowledgeBaseStore
+    from kbqa.index.store import KnowledgeBaseStore
 
     store = KnowledgeBaseStore.open(kb)
     try:
@@ -507,6 +507,6 @@ def _documents(kb: Path):  # type: ignore[no-untyped-def]
 
 
 def _tasks(kb: Path):  # type: ignore[no-untyped-def]
-    from app import state
+    from kbqa.app import state
 
     return state.ingest_queue().tasks(kb)

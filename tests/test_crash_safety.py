@@ -38,8 +38,9 @@ from conftest import make_kb
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 20240611
+_KEPT = ("KBQA_HOME", "KBQA_CACHE_DIR")  # a real user's defaults, but the tests' own folders
 
-# Words that the MiniLM tokenizer keeps whole, so paragraph lengths are predictable.
+# Plain, common words, so that paragraph lengths in embedder tokens are predictable.
 VOCABULARY = """
 river mountain copper lantern orbit meadow quartz harbor forest signal engine
 bridge winter summer garden market letter window candle thunder silver garnet
@@ -132,15 +133,16 @@ def _apply_second_version(corpus: Corpus) -> None:
 
 
 def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KBQA_")}  # the defaults
+    # The default settings, but the tests' own model cache.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KBQA_")}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               KBQA_HOME=str(home), PYTHONPATH=str(ROOT))  # fmt: skip
+               KBQA_HOME=str(home), KBQA_CACHE_DIR=os.environ["KBQA_CACHE_DIR"])  # fmt: skip
     return env
 
 
 def _ingest_command(corpus: Corpus) -> list[str]:
-    return [sys.executable, "-m", "qa.cli", "ingest", str(corpus.folder), "--kb", str(corpus.kb),
-            "--no-progress"]  # fmt: skip
+    return [sys.executable, "-m", "kbqa.qa.cli", "ingest", str(corpus.folder),
+            "--kb", str(corpus.kb), "--no-progress"]  # fmt: skip
 
 
 @contextmanager
@@ -259,7 +261,7 @@ KILLER = textwrap.dedent(
     if mode == "mid-transaction":
         # Die after the 5th chunk insert of one document's transaction: its old
         # chunks are already deleted there, the new ones half inserted.
-        import index.store as store_module
+        import kbqa.index.store as store_module
 
         class KillingConnection:
             def __init__(self, db):
@@ -311,7 +313,7 @@ KILLER = textwrap.dedent(
         # The snapshot is saved even when the batch fails: say how the batch ended.
         import traceback
 
-        import qa.knowledge_base as knowledge_base
+        import kbqa.qa.knowledge_base as knowledge_base
 
         real_ingest_files = knowledge_base.ingest_files
 
@@ -332,7 +334,7 @@ KILLER = textwrap.dedent(
     else:
         raise SystemExit(f"unknown mode {mode}")
 
-    from qa.cli import main
+    from kbqa.qa.cli import main
 
     sys.exit(main(arguments))
     """
@@ -364,9 +366,9 @@ def _self_killed_ingest(corpus: Corpus, home: Path, mode: str) -> tuple[Kill, st
 
 def _check_folder(corpus: Corpus) -> tuple[int, dict[str, str]]:
     """Open the folder and check it thoroughly; (generation, source -> stored version)."""
-    from index.manifest import Manifest
-    from index.store import KnowledgeBaseStore
-    from index.vectors import VectorIndex
+    from kbqa.index.manifest import Manifest
+    from kbqa.index.store import KnowledgeBaseStore
+    from kbqa.index.vectors import VectorIndex
 
     # The snapshot left on disk (before opening, which may rebuild and save one):
     # one named after the database's generation must hold exactly its chunks.
@@ -520,9 +522,9 @@ def test_killed_ingest_leaves_each_document_old_or_new(
     assert not list(corpus.kb.glob("*.tmp")) and not list(corpus.kb.glob(".*.tmp"))
 
     # Search finds a modified file's new text.
-    from qa.knowledge_base import KnowledgeBase
+    from kbqa.qa.knowledge_base import KnowledgeBase
 
-    for variable in [k for k in os.environ if k.startswith("KBQA_") and k != "KBQA_HOME"]:
+    for variable in [k for k in os.environ if k.startswith("KBQA_") and k not in _KEPT]:
         monkeypatch.delenv(variable)
     kb = KnowledgeBase.open(corpus.kb, create=False)
     try:
@@ -625,7 +627,7 @@ def _torn_versions(good: bytes) -> dict[str, bytes]:
 
 def _check_vectors(folder: Path):  # type: ignore[no-untyped-def]
     """Open the folder; its vectors must be exactly the stored ones, id for id."""
-    from index.store import KnowledgeBaseStore
+    from kbqa.index.store import KnowledgeBaseStore
 
     store = KnowledgeBaseStore.open(folder)
     row_ids = sorted(r[0] for r in store._db.execute("SELECT row_id FROM chunks"))
@@ -642,8 +644,8 @@ def _check_vectors(folder: Path):  # type: ignore[no-untyped-def]
 
 
 def _assert_whole_snapshot(folder: Path, generation: int) -> None:
-    from index.store import KnowledgeBaseStore
-    from index.vectors import VectorIndex
+    from kbqa.index.store import KnowledgeBaseStore
+    from kbqa.index.vectors import VectorIndex
 
     store = KnowledgeBaseStore.open(folder)
     try:

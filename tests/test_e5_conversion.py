@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa.evaluation import retrieval_pairs
+from kbqa.qa.evaluation import retrieval_pairs
 from tests.conftest import DATA
 
 XQUAD = DATA / "xquad"
@@ -22,7 +22,7 @@ def xquad(language: str) -> tuple[list[str], list[str], list[int]]:
 def test_precompiled_charsmap_applies_the_map_per_character() -> None:
     from tokenizers import normalizers
 
-    from ingest.e5_conversion import precompiled_charsmap
+    from kbqa.models.e5 import precompiled_charsmap
 
     mapping = {
         0x09: " ",  # tab -> space
@@ -43,17 +43,17 @@ def test_precompiled_charsmap_applies_the_map_per_character() -> None:
 
 @pytest.fixture(scope="session")
 def e5_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ingest.e5_conversion import converted_e5
+    from kbqa.models.registry import local_folder
 
-    return converted_e5(tmp_path_factory.mktemp("cache"))
+    return local_folder("multilingual-e5-small", "embedder", tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="session")
 def e5(e5_folder: Path):  # type: ignore[no-untyped-def]
-    from ingest.embedder import SentenceTransformerEmbedder
+    from kbqa.models.embedder import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(
-        "multilingual-e5-small", device="cpu", cache_dir=e5_folder.parents[1], precision="float32"
+        "multilingual-e5-small", e5_folder.parents[1], device="cpu", precision="float32"
     )
     embedder.embed_passages(["warm up"])
     return embedder
@@ -61,34 +61,37 @@ def e5(e5_folder: Path):  # type: ignore[no-untyped-def]
 
 @pytest.mark.slow
 def test_conversion_happens_once_into_the_cache(e5_folder: Path) -> None:
-    from ingest.e5_conversion import SHA256, converted_e5
+    from kbqa.models.registry import MODELS, local_folder
 
-    assert e5_folder.name == f"multilingual-e5-small-{SHA256[:12]}"
+    sha256 = MODELS["multilingual-e5-small"].sha256
+    assert e5_folder.name == f"multilingual-e5-small-{sha256[:12]}"
     assert e5_folder.parent.name == "models"
     weights = e5_folder / "model.safetensors"
     before = weights.stat().st_mtime_ns
-    assert converted_e5(e5_folder.parents[1]) == e5_folder
+    assert local_folder("multilingual-e5-small", "embedder", e5_folder.parents[1]) == e5_folder
     assert weights.stat().st_mtime_ns == before
     leftovers = [p.name for p in e5_folder.parent.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
 
 
 @pytest.mark.slow
-def test_a_tampered_model_file_is_refused(tmp_path: Path) -> None:
-    from ingest.e5_conversion import DISTRIBUTION, PACKAGED_FILE, convert_e5
-    from ingest.errors import ModelError
-    from ingest.runtime import packaged_path
+def test_a_tampered_model_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kbqa.errors import ModelError
+    from kbqa.models import registry
 
     copy = tmp_path / "e5.bin"
-    shutil.copyfile(packaged_path(DISTRIBUTION, PACKAGED_FILE), copy)
+    shutil.copyfile(
+        registry.packaged_path(*registry.MODELS["multilingual-e5-small"].parts[0]), copy
+    )
     with open(copy, "r+b") as handle:
         handle.seek(-1, 2)
         last = handle.read(1)
         handle.seek(-1, 2)
         handle.write(bytes([last[0] ^ 1]))
+    monkeypatch.setattr(registry, "packaged_path", lambda *_: copy)
     with pytest.raises(ModelError, match="sha256"):
-        convert_e5(copy, tmp_path / "out")
-    assert not (tmp_path / "out").exists()
+        registry.local_folder("multilingual-e5-small", "embedder", tmp_path / "cache")
+    assert list((tmp_path / "cache" / "models").glob("multilingual-e5-small-*/")) == []
 
 
 @pytest.mark.slow
@@ -96,10 +99,10 @@ def test_tokenizer_normalizes_every_character_like_the_engine(e5_folder: Path) -
     """Every Unicode code point goes through tokenizer.json as through the engine's map."""
     from tokenizers import Tokenizer
 
-    from ingest.e5_conversion import DISTRIBUTION, PACKAGED_FILE, read_e5_file
-    from ingest.runtime import packaged_path
+    from kbqa.models.e5 import read_e5_file
+    from kbqa.models.registry import MODELS, packaged_path
 
-    table = read_e5_file(packaged_path(DISTRIBUTION, PACKAGED_FILE).read_bytes())
+    table = read_e5_file(packaged_path(*MODELS["multilingual-e5-small"].parts[0]).read_bytes())
     mapping = table.vocabulary.normalization
     normalizer = Tokenizer.from_file(str(e5_folder / "tokenizer.json")).normalizer
     wrong = []
@@ -116,7 +119,7 @@ def test_tokenizer_normalizes_every_character_like_the_engine(e5_folder: Path) -
 @pytest.mark.slow
 def test_bfloat16_vectors_stay_close_to_float32(e5, e5_folder: Path) -> None:  # type: ignore[no-untyped-def]
     """kbqa computes in bfloat16 on CPUs that have it (``precision="auto"``)."""
-    from ingest.embedder import SentenceTransformerEmbedder
+    from kbqa.models.embedder import SentenceTransformerEmbedder
 
     bfloat16 = SentenceTransformerEmbedder(
         "multilingual-e5-small", device="cpu", cache_dir=e5_folder.parents[1], precision="bfloat16"
@@ -152,7 +155,7 @@ def test_vectors_match_the_packaged_engine(e5) -> None:  # type: ignore[no-untyp
 
 @pytest.mark.slow
 def test_prompt_leaves_room_within_the_model_limit(e5) -> None:  # type: ignore[no-untyped-def]
-    from ingest.chunking import SPECIAL_TOKENS_MARGIN
+    from kbqa.ingest.chunking import SPECIAL_TOKENS_MARGIN
 
     """The longest chunk the chunker may make still fits once "passage: " is added."""
     limit = e5.max_tokens - SPECIAL_TOKENS_MARGIN

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def kbqa(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KBQA_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "qa.cli", *args],
+        [sys.executable, "-m", "kbqa.qa.cli", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -38,7 +38,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def default_kb(home: Path, default_embedder, default_llm):  # type: ignore[no-untyped-def]
-    from qa.knowledge_base import KnowledgeBase
+    from kbqa.qa.knowledge_base import KnowledgeBase
 
     return KnowledgeBase.open(home / "default", embedder=default_embedder, generator=default_llm)
 
@@ -90,7 +90,7 @@ def test_answers_stream_and_are_reproducible(default_kb) -> None:  # type: ignor
 
 
 def test_smollm_runs_the_same_pipeline(home: Path, default_embedder, small_llm) -> None:  # type: ignore[no-untyped-def]
-    from qa.knowledge_base import KnowledgeBase
+    from kbqa.qa.knowledge_base import KnowledgeBase
 
     kb = KnowledgeBase.open(home / "default", embedder=default_embedder, generator=small_llm)
     answer = kb.ask("How many parameters does GPT-3 have?")

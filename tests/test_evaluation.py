@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import ScriptedGenerator, make_kb
 
-from qa.evaluation import (
+from kbqa.qa.evaluation import (
     evaluate_answers,
     evaluate_retrieval,
     exact_match,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import DATA, FakeEmbedder, make_kb
 
-from ingest.errors import KbqaError, KnowledgeBaseError
+from kbqa.errors import KbqaError, KnowledgeBaseError
 
 PDFS = DATA / "pdfs"
 NO_TEXT = "no extractable text (scanned or blank pages); OCR needed"
@@ -458,7 +458,7 @@ def _normalized(rng: np.random.Generator, n: int, dimension: int) -> np.ndarray:
 
 
 def test_vector_index_matches_brute_force_cosine(tmp_path):
-    from index.vectors import VectorIndex
+    from kbqa.index.vectors import VectorIndex
 
     rng = np.random.default_rng(1234)
     dimension, k = 48, 10
@@ -487,7 +487,7 @@ def test_vector_index_matches_brute_force_cosine(tmp_path):
 
 
 def _round_trip(index, path: Path, dimension: int):  # type: ignore[no-untyped-def]
-    from index.vectors import VectorIndex
+    from kbqa.index.vectors import VectorIndex
 
     index.save(path)
     return VectorIndex.load(path, dimension)
@@ -543,8 +543,8 @@ def test_a_chunk_made_only_of_overlap_is_dropped(monkeypatch: pytest.MonkeyPatch
     """langchain's splitter can emit a piece of the previous chunk's tail alone."""
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    from ingest.chunking import ChunkerSettings, chunk_document
-    from ingest.types import ParsedDocument, Section
+    from kbqa.ingest.chunking import ChunkerSettings, chunk_document
+    from kbqa.ingest.types import ParsedDocument, Section
 
     text = "alpha beta gamma. delta epsilon."
     pieces = ["alpha beta gamma.", "beta gamma.", "gamma. delta epsilon."]
@@ -559,16 +559,16 @@ def test_a_chunk_made_only_of_overlap_is_dropped(monkeypatch: pytest.MonkeyPatch
 def test_an_unexpected_reader_error_fails_that_file_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ingest.batch
+    import kbqa.ingest.batch as batch
 
-    real_read = ingest.batch.read_document
+    real_read = batch.read_document
 
     def flaky(source: str, *args, **kwargs):  # type: ignore[no-untyped-def]
         if source.endswith("bad.txt"):
             raise RuntimeError("boom")
         return real_read(source, *args, **kwargs)
 
-    monkeypatch.setattr(ingest.batch, "read_document", flaky)
+    monkeypatch.setattr(batch, "read_document", flaky)
     kb = make_kb(tmp_path / "kb")
     report = kb.add_texts([("bad.txt", "one two three"), ("good.txt", "four five six")])
     failed = [o for o in report.outcomes if o.status == "failed"]

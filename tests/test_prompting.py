@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from index.store import Hit
-from ingest.types import Chunk
-from qa import grounding
-from qa.prompting import (
+from kbqa.index.store import Hit
+from kbqa.ingest.types import Chunk
+from kbqa.qa import grounding
+from kbqa.qa.prompting import (
     REFUSALS,
     build_messages,
     detect_language,

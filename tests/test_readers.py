@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import DATA
 
-from ingest.errors import IngestError
-from ingest.readers import read_document
-from ingest.types import ParsedDocument
+from kbqa.errors import IngestError
+from kbqa.ingest.readers import read_document
+from kbqa.ingest.types import ParsedDocument
 
 PDFS = DATA / "pdfs"
 DEBIAN_PDF = DATA / "debian-reference-es" / "debian-reference.es.pdf"
@@ -337,8 +337,8 @@ def test_binary_bytes_named_txt_are_rejected():
 
 @pytest.fixture(scope="module")
 def debian_chunks(real_embedder):  # type: ignore[no-untyped-def]
-    from ingest.chunking import ChunkerSettings, chunk_document
-    from ingest.types import document_id
+    from kbqa.ingest.chunking import ChunkerSettings, chunk_document
+    from kbqa.ingest.types import document_id
 
     data = DEBIAN_PDF.read_bytes()
     document = read_document(str(DEBIAN_PDF), data)
@@ -350,7 +350,7 @@ def debian_chunks(real_embedder):  # type: ignore[no-untyped-def]
 
 @pytest.mark.slow
 def test_debian_chunks_fit_the_embedder_and_spans_are_exact(debian_chunks, real_embedder):
-    from ingest.chunking import SPECIAL_TOKENS_MARGIN
+    from kbqa.ingest.chunking import SPECIAL_TOKENS_MARGIN
 
     document, chunks, pages = debian_chunks
     assert real_embedder.max_tokens == 256

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import FakeEmbedder, make_kb
 
-from index.manifest import Manifest
-from index.store import KnowledgeBaseStore
-from ingest.errors import KnowledgeBaseError
-from qa.reembed import needs_reembedding, reembed
+from kbqa.errors import KnowledgeBaseError
+from kbqa.index.manifest import Manifest
+from kbqa.index.store import KnowledgeBaseStore
+from kbqa.qa.reembed import needs_reembedding, reembed
 
 
 class OtherEmbedder(FakeEmbedder):

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from qa.knowledge_base import KnowledgeBase
-from qa.settings import load_settings
+from kbqa.qa.knowledge_base import KnowledgeBase
+from kbqa.qa.settings import load_settings
 
 
 def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -67,8 +67,8 @@ def test_importing_the_api_does_not_import_torch_or_faiss() -> None:
 def test_precision_auto_takes_bfloat16_only_where_the_cpu_computes_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from ingest import runtime
-    from ingest.errors import ModelError
+    from kbqa.errors import ModelError
+    from kbqa.models import device as runtime
 
     for has_bf16, expected in ((True, "bfloat16"), (False, "float32")):
         runtime.pick_precision.cache_clear()
@@ -79,3 +79,12 @@ def test_precision_auto_takes_bfloat16_only_where_the_cpu_computes_it(
     with pytest.raises(ModelError, match="unknown precision"):
         runtime.pick_precision("cpu", "int3")
     runtime.pick_precision.cache_clear()
+
+
+def test_models_are_shared_only_between_equal_model_settings() -> None:
+    from kbqa.qa.settings import Settings
+
+    base = Settings(precision="float32")
+    assert base.models_key() == Settings(precision="float32", top_k=9).models_key()
+    assert base.models_key() != Settings(precision="bfloat16").models_key()
+    assert base.models_key() != Settings(precision="float32", device="cpu").models_key()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.vectors import VectorIndex, plan_layout
+from kbqa.index.vectors import VectorIndex, plan_layout
 
 DIMENSION = 32
 LIMIT = 1_000  # flat up to here in these tests (kbqa's default is FLAT_LIMIT)
@@ -147,10 +147,10 @@ def test_save_and_load_keep_the_type_nprobe_and_results(tmp_path: Path, kind: st
 
 
 def _store_with_chunks(folder: Path, documents: int, per_document: int, flat_limit: int):  # type: ignore[no-untyped-def]
-    from index.manifest import Manifest
-    from index.store import KnowledgeBaseStore
-    from ingest.chunking import ChunkerSettings
-    from ingest.types import Chunk, DocumentRecord
+    from kbqa.index.manifest import Manifest
+    from kbqa.index.store import KnowledgeBaseStore
+    from kbqa.ingest.chunking import ChunkerSettings
+    from kbqa.ingest.types import Chunk, DocumentRecord
 
     manifest = Manifest("fake-clustered-32", DIMENSION, ChunkerSettings(60, 10))
     store = KnowledgeBaseStore.create(folder, manifest, flat_limit=flat_limit)
@@ -177,7 +177,7 @@ def _row_ids(store) -> list[int]:  # type: ignore[no-untyped-def]
 def test_store_switches_to_ivf_as_documents_arrive_and_rebuilds_ivf_from_sqlite(
     tmp_path: Path,
 ) -> None:
-    from index.store import KnowledgeBaseStore
+    from kbqa.index.store import KnowledgeBaseStore
 
     folder = tmp_path / "kb"
     store = _store_with_chunks(folder, documents=5, per_document=300, flat_limit=LIMIT)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ingest.errors import IngestError
-from ingest.types import ParsedDocument
+from ...errors import IngestError
+from ..types import ParsedDocument
 
 Reader = Callable[[str, bytes, "str | None"], ParsedDocument]
 
@@ -34,22 +34,22 @@ def format_of(path: str | Path) -> str | None:
 def _reader(fmt: str) -> Reader:
     # Imported lazily: each reader pulls its own parsing library.
     if fmt == "pdf":
-        from ingest.readers.pdf import read_pdf
+        from .pdf import read_pdf
 
         return read_pdf
     if fmt == "docx":
-        from ingest.readers.docx import read_docx
+        from .docx import read_docx
 
         return read_docx
     if fmt == "html":
-        from ingest.readers.html import read_html
+        from .html import read_html
 
         return read_html
     if fmt == "markdown":
-        from ingest.readers.markdown import read_markdown
+        from .markdown import read_markdown
 
         return read_markdown
-    from ingest.readers.text import read_text
+    from .text import read_text
 
     return read_text
 

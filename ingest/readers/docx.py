@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import zipfile
 
-from ingest.errors import IngestError
-from ingest.types import ParsedDocument, Section
+from ...errors import IngestError
+from ..types import ParsedDocument, Section
 
 
 def read_docx(source: str, data: bytes, password: str | None = None) -> ParsedDocument:

@@ -7,7 +7,7 @@ import warnings
 
 from bs4 import BeautifulSoup, NavigableString, Tag, XMLParsedAsHTMLWarning
 
-from ingest.types import ParsedDocument, Section
+from ..types import ParsedDocument, Section
 
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 _INVISIBLE = ["script", "style", "noscript", "template", "svg", "head"]

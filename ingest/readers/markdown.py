@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from markdown_it import MarkdownIt
 
-from ingest.readers.text import decode_text
-from ingest.types import ParsedDocument, Section
+from ..types import ParsedDocument, Section
+from .text import decode_text
 
 
 def read_markdown(source: str, data: bytes, password: str | None = None) -> ParsedDocument:

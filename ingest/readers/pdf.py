@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import io
 
-from ingest.errors import IngestError
-from ingest.types import ParsedDocument, Section
+from ...errors import IngestError
+from ..types import ParsedDocument, Section
 
 # A page with fewer letters or digits than this has no real text layer (stray marks).
 _MIN_LETTERS_PER_PAGE = 3

@@ -6,8 +6,8 @@ import codecs
 
 from charset_normalizer import from_bytes
 
-from ingest.errors import IngestError
-from ingest.types import ParsedDocument, Section
+from ...errors import IngestError
+from ..types import ParsedDocument, Section
 
 # kbqa reads Spanish and English: among legacy 8-bit encodings, Western European
 # ones come first (the general detector alone read Latin-1 "año" as cp1250 "ańo").

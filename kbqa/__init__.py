@@ -1,0 +1,57 @@
+"""kbqa: ask questions of your own documents, offline, with cited answers.
+
+The public API, re-exported lazily from the packages that implement it, so that
+``import kbqa.ingest`` (or the CLI's ``--help``) does not pull in torch or faiss.
+
+The installed package maps the repository's top-level folders into this one
+namespace: ``kbqa.models`` (models/), ``kbqa.ingest`` (ingest/), ``kbqa.index``
+(index/), ``kbqa.qa`` (qa/) and ``kbqa.app`` (app/); imports only point down
+that list.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Answer": ".qa.answer",
+    "AnswerStream": ".qa.knowledge_base",
+    "Chunk": ".ingest.types",
+    "Citation": ".qa.answer",
+    "DocumentRecord": ".ingest.types",
+    "FileOutcome": ".ingest.batch",
+    "Hit": ".index.store",
+    "IngestError": ".errors",
+    "IngestReport": ".ingest.batch",
+    "KbqaError": ".errors",
+    "KnowledgeBase": ".qa.knowledge_base",
+    "KnowledgeBaseError": ".errors",
+    "ModelError": ".errors",
+    "Settings": ".qa.settings",
+    "Timings": ".qa.answer",
+    "load_settings": ".qa.settings",
+}
+__all__ = [
+    "Answer", "AnswerStream", "Chunk", "Citation", "DocumentRecord", "FileOutcome", "Hit",
+    "IngestError", "IngestReport", "KbqaError", "KnowledgeBase", "KnowledgeBaseError",
+    "ModelError", "Settings", "Timings", "load_settings",
+]  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'kbqa' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from .errors import IngestError, KbqaError, KnowledgeBaseError, ModelError
+    from .index.store import Hit
+    from .ingest.batch import FileOutcome, IngestReport
+    from .ingest.types import Chunk, DocumentRecord
+    from .qa.answer import Answer, Citation, Timings
+    from .qa.knowledge_base import AnswerStream, KnowledgeBase
+    from .qa.settings import Settings, load_settings

@@ -1,0 +1,1 @@
+"""The models layer: packaged model registry, conversion cache, device, embedder, generator."""
