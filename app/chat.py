@@ -12,6 +12,7 @@ import streamlit as st
 
 from ..errors import KbqaError
 from ..qa.answer import Answer, Citation
+from ..qa.citations import render_markers
 from ..qa.followup import Rewrite, Turn, rewrite_followup
 from ..qa.knowledge_base import KnowledgeBase
 from . import originals
@@ -19,7 +20,6 @@ from .highlight import cited_spans, passage_html, sentences_citing
 from .pdfpage import Mark, render_page
 from .state import Models
 
-_MARKERS = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 CURSOR = "▌"
 USER_AVATAR = ":material/person:"
 ASSISTANT_AVATAR = ":material/menu_book:"
@@ -294,7 +294,7 @@ def details(exchange: Exchange) -> None:
         dropped = answer.passages_dropped
         st.caption(
             f"retrieval {t.retrieve_s * 1000:.0f} ms · prompt {t.prompt_tokens} tokens · "
-            f"{t.generated_tokens} pieces generated · language {answer.language}"
+            f"{t.generated_pieces} pieces generated · language {answer.language}"
             + (f" · {dropped} passages left out (context budget)" if dropped else "")
         )
 
@@ -315,11 +315,8 @@ def plain_html(text: str) -> str:
 def answer_html(text: str, cursor: bool = False) -> str:
     """The answer as an HTML block, ``[n]`` markers as small reference badges."""
     escaped = plain_html(text)
-    marked = _MARKERS.sub(
-        lambda m: "".join(
-            f'<sup class="kbqa-ref">[{int(n)}]</sup>' for n in re.split(r"\s*[,;]\s*", m.group(1))
-        ),
-        escaped,
+    marked = render_markers(
+        escaped, lambda numbers: "".join(f'<sup class="kbqa-ref">[{n}]</sup>' for n in numbers)
     )
     tail = f'<span class="kbqa-cursor">{CURSOR}</span>' if cursor else ""
     return f'<div class="kbqa-answer">{marked}{tail}</div>'

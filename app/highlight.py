@@ -12,10 +12,10 @@ import html
 import re
 from collections.abc import Sequence
 
+from ..qa.citations import cited_numbers, strip_markers
 from ..qa.grounding import content_words
 
 _BOUNDARY = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
-_MARKERS = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _ANSWER_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 # A passage sentence is highlighted when it shares this many content words with
 # the answer and at least this share of the best sentence's overlap.
@@ -27,10 +27,8 @@ def sentences_citing(answer_text: str, number: int) -> list[str]:
     """The answer's sentences that carry the marker ``[number]`` (alone or in a list)."""
     found = []
     for sentence in _ANSWER_SENTENCE.split(answer_text):
-        for match in _MARKERS.finditer(sentence):
-            if number in {int(n) for n in re.split(r"\s*[,;]\s*", match.group(1))}:
-                found.append(re.sub(r"\s*" + _MARKERS.pattern, "", sentence).strip())
-                break
+        if number in cited_numbers(sentence):
+            found.append(strip_markers(sentence).strip())
     return found
 
 

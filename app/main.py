@@ -36,7 +36,7 @@ def main() -> None:
             kb = state.open_kb(folder, config)
         except KbqaError as error:
             kb = None
-            st.error(str(error))
+            st.error(chat.md_escape(str(error)))
         if kb is not None:
             sidebar.upload(folder, config, models)
             sidebar.documents(kb, busy=queue.busy(folder))

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
+from ..files import write_atomically
 from ..ingest.types import is_path_source
 
 log = logging.getLogger(__name__)
@@ -42,13 +42,10 @@ def keep_pdf(kb_folder: Path, doc_id: str, data: bytes, password: str | None = N
         if not data:
             return None
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_suffix(f".{os.getpid()}.tmp")
     try:
-        temporary.write_bytes(data)
-        os.replace(temporary, target)
+        write_atomically(target, data)
     except OSError as error:
         log.warning("could not keep %s for page pictures: %s", doc_id[:12], error)
-        temporary.unlink(missing_ok=True)
         return None
     return target
 

@@ -7,17 +7,33 @@ that range line by line, and ``FPDF_PageToDevice`` places them on the
 rendered picture (crop box and rotation included). When the page text does
 not match the stored passage (the file changed, or pypdf read it), the
 passage's opening words are searched for instead.
+
+A PDF is untrusted input and a page can be absurd (612 × 200,000 pt is 747
+bytes, and at 1,200 px wide 470 M pixels: over 8 GB in the app's server with
+the copies drawing makes), so pictures are drawn in the reading
+process of ``ingest.isolation`` under the parse limits (memory, time, Flate
+streams) and scaled down to at most ``max_page_pixels``; any failure, a
+MemoryError or a killed process included, reaches the caller as a ValueError
+(``PageRenderError``) with the reason.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import io
 import logging
+import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from ..errors import IngestError
+from ..ingest.isolation import ParseWorker, WorkerFailure
+from ..ingest.limits import ParseLimits
+from ..ingest.readers.pdf import check_streams
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -28,6 +44,11 @@ PASSAGE_FILL = (255, 214, 10, 60)  # the whole passage: a light wash
 CITED_FILL = (255, 170, 0, 110)  # the sentences the answer rests on
 CITED_EDGE = (214, 120, 0, 255)
 SEARCH_WORDS = 8  # opening words searched for when offsets do not line up
+OPTIMIZE_PNG_PIXELS = 4_000_000  # larger pictures are saved without PNG optimization (slow)
+
+
+class PageRenderError(ValueError):
+    """The page picture could not be drawn; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -54,25 +75,96 @@ def render_page(
     marks: Sequence[Mark],
     width_px: int = 1200,
     crop: bool = False,
+    limits: ParseLimits | None = None,
 ) -> PagePicture:
     """Page ``page_number`` (1-based) as PNG with ``marks`` highlighted.
 
     ``passage`` is the text the marks' offsets should cover (``marks[0]``
     spans it); it is used to check the offsets and to search as a fallback.
-    With ``crop``, only the band of the page around the marks is kept.
+    With ``crop``, only the band of the page around the marks is kept. The
+    page is drawn in the reading process under ``limits`` (default: from the
+    ``KBQA_*`` settings), at ``width_px`` or less to stay within its pixel limit.
 
     Raises:
-        ValueError: the page does not exist or the file cannot be opened.
+        PageRenderError (a ValueError): the page does not exist, the file cannot
+            be opened, or drawing it went over a limit or failed.
     """
+    limits = limits or _limits_from_settings()
+    args = {
+        "path": None if isinstance(pdf, bytes) else str(pdf),
+        "page": page_number,
+        "passage": passage,
+        "marks": [[mark.start, mark.end, mark.cited] for mark in marks],
+        "width_px": width_px,
+        "crop": crop,
+    }
+    payload = pdf if isinstance(pdf, bytes) else b""
+    try:
+        result, png = _renderer(limits).call("kbqa.app.pdfpage:render_request", args, payload)
+    except WorkerFailure as failure:
+        log.info("no picture of page %s: %s", page_number, failure.reason)
+        raise PageRenderError(failure.reason) from None
+    return PagePicture(png, int(result["width"]), int(result["height"]), bool(result["marked"]))
+
+
+def render_request(
+    args: dict[str, Any], payload: bytes, limits: ParseLimits
+) -> tuple[dict[str, Any], bytes]:
+    """``render_page``'s work, in the reading process (``ingest.worker``'s ``call``)."""
+    path = args.get("path")
+    source = str(path or "the uploaded PDF")
+    try:
+        data = Path(path).read_bytes() if path else payload
+        check_streams(source, data, limits)
+        marks = [Mark(int(start), int(end), bool(cited)) for start, end, cited in args["marks"]]
+        picture = _render(
+            data,
+            int(args["page"]),
+            str(args["passage"]),
+            marks,
+            int(args["width_px"]),
+            bool(args["crop"]),
+            limits.max_page_pixels,
+        )
+    except (ValueError, OSError) as error:
+        raise IngestError(source, str(error)) from None
+    result = {"width": picture.width, "height": picture.height, "marked": picture.marked}
+    return result, picture.png
+
+
+def page_scale(width_pt: float, height_pt: float, width_px: int, max_pixels: int) -> float:
+    """Points to pixels: ``width_px`` wide, or less where the page would pass ``max_pixels``."""
+    if not (width_pt > 0 and height_pt > 0):
+        raise ValueError(f"page has no area ({width_pt:g} × {height_pt:g} pt)")
+    scale = width_px / width_pt
+    if width_pt * height_pt * scale * scale > max_pixels:
+        scale = math.sqrt(max_pixels / (width_pt * height_pt))
+    while math.ceil(width_pt * scale) * math.ceil(height_pt * scale) > max_pixels:
+        scale *= 0.995  # PDFium rounds the bitmap's sides up
+    return scale
+
+
+def _render(
+    pdf: bytes,
+    page_number: int,
+    passage: str,
+    marks: Sequence[Mark],
+    width_px: int,
+    crop: bool,
+    max_pixels: int,
+) -> PagePicture:
     import pypdfium2 as pdfium
     from PIL import Image, ImageDraw
 
-    document = pdfium.PdfDocument(pdf if isinstance(pdf, bytes) else str(pdf))
+    try:
+        document = pdfium.PdfDocument(pdf)
+    except pdfium.PdfiumError as error:
+        raise ValueError(str(error)) from error
     try:
         if not 1 <= page_number <= len(document):
             raise ValueError(f"page {page_number} not in a {len(document)}-page PDF")
         page = document[page_number - 1]
-        scale = width_px / page.get_width()
+        scale = page_scale(page.get_width(), page.get_height(), width_px, max_pixels)
         bitmap = page.render(scale=scale, draw_annots=True)
         picture = bitmap.to_pil().convert("RGBA")
         textpage = page.get_textpage()
@@ -98,8 +190,40 @@ def render_page(
     if crop and boxes:
         picture = _crop_around(picture, [box for box, _ in boxes])
     out = io.BytesIO()
-    picture.save(out, format="PNG", optimize=True)
+    optimize = picture.width * picture.height <= OPTIMIZE_PNG_PIXELS
+    picture.save(out, format="PNG", optimize=optimize)
     return PagePicture(out.getvalue(), picture.width, picture.height, bool(boxes))
+
+
+# One reading process draws the app's pictures, kept between them (shared by
+# the app's threads: ParseWorker serializes requests) and ended at exit.
+_renderers: dict[ParseLimits, ParseWorker] = {}
+_renderers_lock = threading.Lock()
+
+
+def _renderer(limits: ParseLimits) -> ParseWorker:
+    with _renderers_lock:
+        worker = _renderers.get(limits)
+        if worker is None:
+            for old in _renderers.values():  # settings changed: one process is enough
+                old.close()
+            _renderers.clear()
+            worker = _renderers[limits] = ParseWorker(limits)
+        return worker
+
+
+@atexit.register
+def _close_renderers() -> None:
+    with _renderers_lock:
+        for worker in _renderers.values():
+            worker.close()
+        _renderers.clear()
+
+
+def _limits_from_settings() -> ParseLimits:
+    from ..qa.settings import load_settings
+
+    return ParseLimits.from_settings(load_settings())
 
 
 def _crop_around(picture: Image.Image, boxes: list[tuple[int, int, int, int]]) -> Image.Image:
@@ -118,6 +242,8 @@ def _crop_around(picture: Image.Image, boxes: list[tuple[int, int, int, int]]) -
     if right - left < width // 3:  # a short mark: keep a readable width around it
         middle = (left + right) // 2
         left, right = max(0, middle - width // 6), min(width, middle + width // 6)
+    if right <= left or bottom <= top:  # marks off the page (text drawn outside it)
+        return picture
     return picture.crop((left, top, right, bottom))
 
 

@@ -54,11 +54,11 @@ def choose_kb(config: Settings) -> Path:
                 try:
                     folder = state.create_kb(config, name)
                 except ValueError as error:
-                    st.error(str(error))
+                    st.error(_md(str(error)))
                 else:
                     st.session_state.kb = str(folder)
                     st.session_state.pop("kb_picker", None)
-                    st.session_state.flash = f"Created the knowledge base “{folder.name}”."
+                    st.session_state.flash = f"Created the knowledge base “{_md(folder.name)}”."
                     st.rerun()
     return Path(st.session_state.kb)
 
@@ -149,7 +149,7 @@ def _task_line(box, task: FileTask, kb_folder: Path, config: Settings) -> None: 
     if task.needs_password:
         with box.form(f"password-{task.id}", border=False):
             password = st.text_input(
-                f"Password for {task.name}", type="password", key=f"pw-{task.id}"
+                f"Password for {_md(task.name)}", type="password", key=f"pw-{task.id}"
             )
             if st.form_submit_button("Unlock and add", icon=":material/lock_open:"):
                 if password:
@@ -198,7 +198,7 @@ def _document_row(area, kb: KnowledgeBase, record: DocumentRecord, busy: bool) -
             "",
             key=f"delete-{record.doc_id}",
             icon=":material/delete:",
-            help=f"Delete {record.name}" if not busy else "Wait until the upload finishes",
+            help=f"Delete {_md(record.name)}" if not busy else "Wait until the upload finishes",
             type="tertiary",
             disabled=busy,
         ):
@@ -212,10 +212,10 @@ def _document_row(area, kb: KnowledgeBase, record: DocumentRecord, busy: bool) -
         try:
             removed = kb.remove(record.doc_id)
         except KbqaError as error:
-            st.session_state.flash_error = str(error)
+            st.session_state.flash_error = _md(str(error))
         else:
             originals.prune(kb.folder, {r.doc_id for r in kb.documents()})
-            st.session_state.flash = f"Deleted “{removed.name}”."
+            st.session_state.flash = f"Deleted “{_md(removed.name)}”."
         st.rerun()
     if no.button("Cancel", key=f"cancel-delete-{record.doc_id}", width="stretch"):
         st.session_state.confirm_delete = None

@@ -158,11 +158,12 @@ def measure(kind: IndexKind, data: np.ndarray, queries: np.ndarray, truth: np.nd
 
 
 def measure_store(data: np.ndarray, queries: np.ndarray) -> dict:
-    """Dense search through ``KnowledgeBaseStore`` (index + SQLite re-scoring), built by ingest."""
+    """Dense search over a ``KnowledgeBaseStore`` (index + SQLite re-scoring), built by ingest."""
     from kbqa.index.manifest import Manifest
     from kbqa.index.store import KnowledgeBaseStore
     from kbqa.ingest.chunking import ChunkerSettings
     from kbqa.ingest.types import Chunk, DocumentRecord
+    from kbqa.qa.retrieval import dense_search
 
     per_document = 1_000
     with tempfile.TemporaryDirectory() as folder:
@@ -180,12 +181,12 @@ def measure_store(data: np.ndarray, queries: np.ndarray) -> dict:
                 ]
                 store.replace_document(record, chunks, rows)
         ingest_s = time.perf_counter() - started
-        times = latencies_ms(lambda q: store.search(q, K, mode="dense"), queries)
+        times = latencies_ms(lambda q: dense_search(store, q, K), queries)
         layout = store._vectors.layout
         store.close()
     return {
         "size": len(data),
-        "kind": "store.search",  # auto index, dense mode, exact re-scoring from SQLite
+        "kind": "store.search",  # qa.retrieval.dense_search: auto index, exact SQLite re-scoring
         "index": str(layout),
         "ingest_s": round(ingest_s, 1),
         "queries": len(queries),

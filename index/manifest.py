@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import KnowledgeBaseError
+from ..files import write_atomically
 from ..ingest.chunking import ChunkerSettings
 
 FORMAT_VERSION = 1
@@ -71,16 +71,6 @@ class Manifest:
     def read(cls, folder: Path) -> Manifest:
         path = folder / MANIFEST_NAME
         return cls.from_json(path.read_text(encoding="utf-8"), path)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never a partial write."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def _library_versions() -> dict[str, str]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import KnowledgeBaseError
 from ..ingest.types import Chunk, DocumentRecord
-from .lexical import FTS_SCHEMA, keyword_query, reciprocal_rank_fusion
+from .lexical import FTS_SCHEMA, keyword_query
 from .manifest import MANIFEST_NAME, Manifest
 from .vectors import FLAT_LIMIT, VectorIndex
 
@@ -152,74 +152,64 @@ class KnowledgeBaseStore:
             ).fetchall()
         return [_chunk(row) for row in rows]
 
-    def search(
-        self,
-        query_vectors: np.ndarray,
-        k: int,
-        query_texts: Sequence[str] | None = None,
-        mode: str = "hybrid",
-    ) -> list[list[Hit]]:
-        """The ``k`` best chunks per query, best first.
+    # -- retrieval primitives (qa/retrieval.py decides how to combine them) --
 
-        ``hybrid`` fuses dense (FAISS) and keyword (FTS5 BM25) rankings of ``4k``
-        candidates each by reciprocal rank; ``dense`` and ``keyword`` use one.
-        Every hit's score is its exact cosine similarity to the query either way.
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """One consistent view across several reads: a writer waits until the block ends.
+
+        The primitives below each take this view themselves; a retriever that
+        combines several of them holds it around all of them (the lock is
+        re-entrant), so its rankings and scores come from one generation.
         """
-        if mode not in ("hybrid", "dense", "keyword"):
-            raise ValueError(f"unknown retrieval mode {mode!r}")
-        if query_texts is None:
-            mode = "dense"
         with self._mutex:
             self._refresh()
+            yield
+
+    def vectors_are_exact(self) -> bool:
+        """True when dense search is exact (flat); False for IVF-SQ8 (8-bit codes)."""
+        with self.reading():
+            return self._vectors.exact
+
+    def dense_ranking(self, query_vectors: np.ndarray, depth: int) -> list[list[int]]:
+        """Per query, the row ids of the ``depth`` nearest vectors (FAISS), nearest first."""
+        with self.reading():
             if len(self._vectors) == 0:
                 return [[] for _ in range(len(query_vectors))]
-            depth = k * 4 if mode == "hybrid" else k
-            if mode == "dense" and not self._vectors.exact:
-                depth = k * 2  # re-ranked exactly below: recovers what 8-bit codes misorder
-            dense_ids = self._vectors.search(query_vectors, depth)[1] if mode != "keyword" else None
-            results = []
-            for row in range(len(query_vectors)):
-                rankings = []
-                if dense_ids is not None:
-                    rankings.append([int(i) for i in dense_ids[row] if i >= 0])
-                if mode != "dense":
-                    assert query_texts is not None
-                    rankings.append(self._keyword_ranking(query_texts[row], depth))
-                ranking = rankings[0] if len(rankings) == 1 else reciprocal_rank_fusion(rankings)
-                if mode == "dense":
-                    hits = self._hits(ranking, query_vectors[row])
-                    results.append(sorted(hits, key=lambda hit: -hit.score)[:k])
-                else:
-                    results.append(self._hits(ranking[:k], query_vectors[row]))
-        return results
+            ids = self._vectors.search(query_vectors, depth)[1]
+        return [[int(i) for i in row if i >= 0] for row in ids]
 
-    def _keyword_ranking(self, text: str, limit: int) -> list[int]:
+    def keyword_ranking(self, text: str, limit: int) -> list[int]:
+        """The row ids of the ``limit`` chunks FTS5 ranks best (BM25) for ``text``'s words."""
         query = keyword_query(text)
         if query is None:
             return []
-        rows = self._db.execute(
-            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) "
-            "LIMIT ?",
-            (query, limit),
-        ).fetchall()
+        with self.reading():
+            rows = self._db.execute(
+                "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? "
+                "ORDER BY bm25(chunks_fts) LIMIT ?",
+                (query, limit),
+            ).fetchall()
         return [int(row[0]) for row in rows]
 
-    def _hits(self, row_ids: list[int], query_vector: np.ndarray) -> list[Hit]:
-        """Hits in the given order, scored by cosine against the stored vectors.
+    def hits(self, row_ids: Sequence[int], query_vector: np.ndarray) -> list[Hit]:
+        """The chunks with these row ids, in that order, scored by exact cosine.
 
         Scores come from the float32 vectors in SQLite, never from FAISS: above
         ``FLAT_LIMIT`` FAISS holds 8-bit codes whose scores are off by ~1e-3,
         and the QA refusal threshold (``min_score``) must not move with the index
-        type. Re-scoring ``k`` ≤ 100 rows is one indexed query.
+        type. Re-scoring ``k`` ≤ 100 rows is one indexed query. Ids no longer
+        stored (a writer removed them) are left out.
         """
         if not row_ids:
             return []
         marks = ",".join("?" * len(row_ids))
-        rows = self._db.execute(
-            f"SELECT row_id, vector, {_CHUNK_COLUMNS} FROM chunks JOIN documents USING (doc_id) "
-            f"WHERE row_id IN ({marks})",
-            row_ids,
-        ).fetchall()
+        with self.reading():
+            rows = self._db.execute(
+                f"SELECT row_id, vector, {_CHUNK_COLUMNS} FROM chunks "
+                f"JOIN documents USING (doc_id) WHERE row_id IN ({marks})",
+                list(row_ids),
+            ).fetchall()
         found = {int(r[0]): (np.frombuffer(r[1], dtype=np.float32), _chunk(r[2:])) for r in rows}
         return [
             Hit(found[i][1], float(np.dot(found[i][0], query_vector)))

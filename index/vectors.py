@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from ..files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +88,10 @@ def _faiss() -> Any:
 class VectorIndex:
     """Inner-product search over normalized vectors (cosine similarity).
 
-    The CPU index is the one that is mutated and saved: ``IndexIDMap2`` over
-    ``IndexFlatIP`` (exact), or ``IndexIVFScalarQuantizer`` (approximate; holds
-    ids itself). With a GPU, a copy is searched there; it is dropped on every
+    The CPU index is the one that is mutated and saved: ``IndexIDMap2`` over an
+    inner-product ``IndexFlat`` (factory ``"IDMap2,Flat"``, exact), or
+    ``IndexIVFScalarQuantizer`` (``"IVF<nlist>,SQ8"``, approximate; holds ids
+    itself). With a GPU, a copy is searched there; it is dropped on every
     change.
 
     Args:
@@ -159,12 +161,9 @@ class VectorIndex:
         return cls(dimension, kind, flat_limit, source, index)
 
     def save(self, path: Path) -> None:
-        """Write atomically: a temporary file, flushed, then renamed into place."""
-        temporary = path.with_name(path.name + ".tmp")
-        _faiss().write_index(self._cpu, str(temporary))
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        """Write atomically: ``<name>.tmp``, flushed, then renamed into place."""
+        with atomic_path(path) as temporary:
+            _faiss().write_index(self._cpu, str(temporary))
 
     def __len__(self) -> int:
         return int(self._cpu.ntotal)
@@ -304,10 +303,12 @@ def _layout_of(index: Any) -> Layout:
     """The layout of a faiss index kbqa made; anything else is refused."""
     faiss = _faiss()
     index = faiss.downcast_index(index)
-    if isinstance(index, faiss.IndexIDMap2) and isinstance(
-        faiss.downcast_index(index.index), faiss.IndexFlatIP
-    ):
-        return Layout("flat")
+    if isinstance(index, faiss.IndexIDMap2):
+        # IndexFlat with the inner-product metric: the factory's "Flat", or the
+        # IndexFlatIP that older kbqa built and that faiss reads files back as.
+        inner = faiss.downcast_index(index.index)
+        if isinstance(inner, faiss.IndexFlat) and inner.metric_type == faiss.METRIC_INNER_PRODUCT:
+            return Layout("flat")
     if (
         isinstance(index, faiss.IndexIVFScalarQuantizer)
         and index.sq.qtype == faiss.ScalarQuantizer.QT_8bit
@@ -335,14 +336,10 @@ def _empty_index(layout: Layout, dimension: int, sample: Callable[[], Batches]) 
     """A new index of that layout; IVF is trained on the vectors ``sample`` gives."""
     faiss = _faiss()
     if layout.kind == "flat":
-        return faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
-    index = faiss.IndexIVFScalarQuantizer(
-        faiss.IndexFlatIP(dimension),
-        dimension,
-        layout.nlist,
-        faiss.ScalarQuantizer.QT_8bit,
-        faiss.METRIC_INNER_PRODUCT,
-    )
+        return faiss.index_factory(dimension, "IDMap2,Flat", faiss.METRIC_INNER_PRODUCT)
+    # Already the concrete IndexIVFScalarQuantizer (it owns its coarse quantizer).
+    # Do not downcast_index it: that wrapper does not own the index it points at.
+    index = faiss.index_factory(dimension, f"IVF{layout.nlist},SQ8", faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = TRAINING_SEED
     training = np.concatenate([vectors for _, vectors in sample()] or [np.zeros((0, dimension))])
     index.train(np.ascontiguousarray(training, dtype=np.float32))

@@ -2,12 +2,17 @@
 
 Each file is hashed first: unchanged bytes mean no parsing and no embedding.
 A bad file becomes one failed outcome with its reason; the batch goes on.
+Files are read (sniffed and parsed) in a child process under ``ParseLimits``
+(``ingest.isolation``): one reading process per batch, replaced when a file
+kills it or runs out of time, so no file can take the caller down.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,8 +24,10 @@ import numpy as np
 
 from ..errors import IngestError
 from ..models.embedder import Embedder
-from .chunking import ChunkerSettings, chunk_document
-from .readers import format_of, read_document
+from .chunking import ChunkerSettings, ChunkingTimeout, chunk_document
+from .isolation import ParseWorker
+from .limits import ParseLimits
+from .readers import format_of
 from .types import Chunk, DocumentRecord, display_name, document_id, is_path_source
 
 log = logging.getLogger(__name__)
@@ -64,11 +71,15 @@ class InputFile:
     def size(self) -> int:
         return len(self.data) if self.data is not None else os.stat(self.path or "").st_size
 
-    def read(self) -> bytes:
+    def read(self, limit: int | None = None) -> bytes:
+        """The bytes; with ``limit``, at most ``limit + 1`` of them (a file may grow)."""
         if self.data is not None:
             return self.data
         assert self.path is not None
-        return self.path.read_bytes()
+        if limit is None:
+            return self.path.read_bytes()
+        with open(self.path, "rb") as handle:
+            return handle.read(limit + 1)
 
 
 @dataclass(frozen=True)
@@ -118,26 +129,66 @@ class IngestOptions:
     password: str | None = None
     progress: bool = False
     on_outcome: Callable[[FileOutcome], None] | None = None
+    limits: ParseLimits = field(default_factory=ParseLimits)
 
 
 def walk(paths: Iterable[str | Path]) -> tuple[list[InputFile], list[FileOutcome]]:
-    """Files under the given paths (folders recursively, hidden entries skipped)."""
+    """Files under the given paths, and a failed outcome for each entry that cannot be.
+
+    Folders are walked recursively; hidden entries are skipped and links to
+    folders are not followed. A symbolic link loop, a dangling link, an
+    unreadable subfolder or a special file (FIFO, device) fails with its
+    reason, and the rest of the folder is still walked.
+    """
     files: list[InputFile] = []
-    missing: list[FileOutcome] = []
+    failed: list[FileOutcome] = []
+
+    def add(entry: Path) -> None:
+        resolved, reason = _resolve_file(entry)
+        if resolved is None:
+            failed.append(FileOutcome(str(entry.absolute()), "failed", reason))
+        else:
+            files.append(InputFile(str(resolved), resolved))
+
+    def unlistable(error: OSError) -> None:
+        where = str(Path(error.filename).absolute()) if error.filename else "?"
+        failed.append(FileOutcome(where, "failed", f"cannot list folder ({_why(error)})"))
+
     for given in paths:
         path = Path(given).expanduser()
         if path.is_dir():
-            for root, dirs, names in os.walk(path):
+            for root, dirs, names in os.walk(path, onerror=unlistable):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(names):
                     if not name.startswith("."):
-                        full = Path(root, name).resolve()
-                        files.append(InputFile(str(full), full))
-        elif path.is_file():
-            files.append(InputFile(str(path.resolve()), path.resolve()))
+                        add(Path(root, name))
+        elif path.is_file() or path.is_symlink():
+            add(path)
         else:
-            missing.append(FileOutcome(str(path), "failed", "no such file or directory"))
-    return files, missing
+            failed.append(FileOutcome(str(path), "failed", "no such file or directory"))
+    return files, failed
+
+
+def _resolve_file(entry: Path) -> tuple[Path | None, str]:
+    """The real path of a regular file, or None and why it cannot be read."""
+    try:
+        resolved = entry.resolve(strict=True)
+        mode = resolved.stat().st_mode
+    except RuntimeError:  # Python 3.11's Path.resolve on a loop
+        return None, "symbolic link loop"
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return None, "symbolic link loop"
+        if isinstance(error, FileNotFoundError) and entry.is_symlink():
+            return None, "broken symbolic link (its target does not exist)"
+        return None, f"cannot open ({_why(error)})"
+    if not stat.S_ISREG(mode):
+        return None, "not a regular file"
+    return resolved, ""
+
+
+def _why(error: OSError) -> str:
+    return error.strerror or type(error).__name__
 
 
 def ingest_files(
@@ -159,6 +210,7 @@ def ingest_files(
     outcomes: list[FileOutcome] = []
     pending: list[_Prepared] = []
     bar = tqdm(total=len(files), unit="file", disable=not options.progress, desc="ingest")
+    worker = ParseWorker(options.limits)  # started on the first file that needs reading
 
     def report(outcome: FileOutcome) -> None:
         outcomes.append(outcome)
@@ -171,26 +223,32 @@ def ingest_files(
             report(outcome)
         pending.clear()
 
-    for item in files:
+    def one(item: InputFile) -> None:
         bar.set_postfix_str(item.name[-40:], refresh=False)
         try:
-            prepared = _prepare(sink, embedder, item, options, pending)
+            prepared = _prepare(sink, embedder, item, options, pending, worker)
         except IngestError as error:
             prepared = FileOutcome(item.source, "failed", error.reason)
         except (OSError, MemoryError) as error:
             prepared = FileOutcome(item.source, "failed", f"{type(error).__name__}: {error}")
-        except Exception as error:  # noqa: BLE001 - a reader's or splitter's bug fails one file
+        except Exception as error:  # noqa: BLE001 - a splitter's bug fails one file
             log.exception("unexpected error while reading %s", item.source)
             reason = f"unexpected error ({type(error).__name__}: {error}); please report it"
             prepared = FileOutcome(item.source, "failed", reason)
         if isinstance(prepared, FileOutcome):
             report(prepared)
-            continue
+            return
         pending.append(prepared)
         if sum(len(p.chunks) for p in pending) >= EMBED_BATCH:
             flush()
-    flush()
-    bar.close()
+
+    try:
+        for item in files:
+            one(item)
+        flush()
+    finally:
+        worker.close()
+        bar.close()
     if sync_roots:
         seen = {item.source for item in files}
         for removed in _sync(sink, sync_roots, seen):
@@ -216,18 +274,21 @@ def _prepare(
     item: InputFile,
     options: IngestOptions,
     pending: Sequence[_Prepared],
+    worker: ParseWorker,
 ) -> _Prepared | FileOutcome:
     fmt = format_of(item.name)
     if fmt is None:
         suffix = Path(item.name).suffix or "(no extension)"
         raise IngestError(item.source, f"unsupported file type {suffix}")
     size = item.size()
+    if size <= options.max_file_bytes:
+        data = item.read(options.max_file_bytes)
+        size = len(data)
     if size > options.max_file_bytes:
         limit = options.max_file_bytes / 1024 / 1024
         raise IngestError(
             item.source, f"file too large ({size / 1024 / 1024:.1f} MB > {round(limit, 2):g} MB)"
         )
-    data = item.read()
     doc_id = document_id(data)
     previous = sink.document_by_source(item.source)
     if previous is not None and previous.doc_id == doc_id:
@@ -245,8 +306,13 @@ def _prepare(
             item.source, "unchanged", f"same content as {queued.record.source}", doc_id
         )
 
-    parsed = read_document(item.source, data, fmt, options.password)
-    chunks = chunk_document(doc_id, parsed, embedder.count_tokens, options.chunker)
+    parsed = worker.read(item.source, data, fmt, options.password)
+    try:
+        chunks = chunk_document(
+            doc_id, parsed, embedder.count_tokens, options.chunker, options.limits.seconds
+        )
+    except ChunkingTimeout:
+        raise IngestError(item.source, options.limits.over("seconds") + ": chunking") from None
     if not chunks:
         raise IngestError(item.source, "no text found in the file")
     record = DocumentRecord(
@@ -304,10 +370,32 @@ def _embed(embedder: Embedder, chunks: list[Chunk], progress: bool, name: str) -
 
 
 def _sync(sink: DocumentSink, roots: Sequence[Path], seen: set[str]) -> list[FileOutcome]:
+    """Remove the documents under ``roots`` whose files are gone.
+
+    Each stored path is checked on disk rather than trusting the walk's
+    listing: hidden files, files in unreadable folders or behind a link loop,
+    and files that failed to read are not in the listing but still exist.
+    """
     prefixes = [str(Path(root).expanduser().resolve()) + os.sep for root in roots]
     removed = []
     for record in sink.documents():
         under_root = any(record.source.startswith(prefix) for prefix in prefixes)
-        if under_root and record.source not in seen and sink.remove_document(record.doc_id):
+        if (
+            under_root
+            and record.source not in seen
+            and _gone(record.source)
+            and sink.remove_document(record.doc_id)
+        ):
             removed.append(FileOutcome(record.source, "removed", "file is gone", record.doc_id))
     return removed
+
+
+def _gone(path: str) -> bool:
+    """True only when the file surely no longer exists (a folder now in its place counts);
+    a path that cannot be checked (permissions, a link loop) is not gone."""
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False

@@ -25,3 +25,25 @@ STOP_WORDS = frozenset(
     with would you your
     """.split()
 )
+
+
+def printable(text: str, keep_newlines: bool = False) -> str:
+    """Text safe to print to a terminal: control and format characters shown escaped.
+
+    ESC/OSC sequences in a document or file name could otherwise retitle the
+    terminal, move the cursor or forge lines of a listing; bidirectional
+    overrides could reorder what is shown. ``\\x1b`` → ``\\x1b`` (four visible
+    characters), ``\\u202e`` → ``\\u202e``; tabs become spaces.
+    """
+    out = []
+    for ch in text:
+        if ch == "\n" and keep_newlines:
+            out.append(ch)
+        elif ch == "\t":
+            out.append(" ")
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp"):
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)

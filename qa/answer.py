@@ -57,7 +57,7 @@ class Timings:
     prompt_tokens: int
     first_token_s: float | None
     total_s: float
-    generated_tokens: int = 0
+    generated_pieces: int = 0  # text pieces the generator streamed (not tokens)
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,50 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from .answer import Answer
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+MAX_K = 100  # as Settings.top_k
+
+
+def say(*parts: object, file: TextIO | None = None, end: str = "\n", flush: bool = False) -> None:
+    """``print`` for anything that may hold document text, names or model output.
+
+    Control and format characters are shown escaped (``kbqa.text.printable``), so a
+    file cannot send escape sequences to the terminal or forge listing lines.
+    """
+    from ..text import printable
+
+    text = " ".join(printable(str(part), keep_newlines=True) for part in parts)
+    print(text, file=file or sys.stdout, end=end, flush=flush)
+
+
+def json_text(value: object) -> str:
+    """JSON with non-ASCII kept readable but control/format characters as \\u escapes."""
+    import unicodedata
+
+    text = json.dumps(value, ensure_ascii=False, indent=2)
+    return "".join(
+        f"\\u{ord(ch):04x}" if ch not in "\n " and unicodedata.category(ch) in _HIDDEN else ch
+        for ch in text
+    )
+
+
+_HIDDEN = ("Cc", "Cf", "Cs", "Co", "Zl", "Zp")
+
+
+def _top_k(text: str) -> int:
+    """argparse type for -k: 1..MAX_K passages."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= MAX_K:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_K}, not {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,14 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ask = commands.add_parser("ask", parents=[common], help="answer one question")
     ask.add_argument("question")
-    ask.add_argument("-k", type=int, help="passages to retrieve")
+    ask.add_argument("-k", type=_top_k, help=f"passages to retrieve (1-{MAX_K})")
     ask.add_argument("--json", action="store_true", help="print the whole Answer as JSON")
 
     commands.add_parser("chat", parents=[common], help="interactive chat in the terminal")
 
     search = commands.add_parser("search", parents=[common], help="nearest passages, no LLM")
     search.add_argument("query")
-    search.add_argument("-k", type=int, default=5)
+    search.add_argument("-k", type=_top_k, default=5, help=f"passages to show (1-{MAX_K})")
     search.add_argument("--json", action="store_true")
 
     docs = commands.add_parser("docs", parents=[common], help="list documents")
@@ -71,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     squad.add_argument(
         "--answer-style", choices=["sentence", "short"], help="short: the answering words only"
     )
+    compare = kinds.add_parser(
+        "compare", help="paired comparison of two `eval qa --out` files, with 95% CIs"
+    )
+    compare.add_argument("first", type=Path)
+    compare.add_argument("second", type=Path)
     for kind in (beir, squad):
         kind.add_argument("--limit", type=int, help="sample this many questions")
         kind.add_argument("--seed", type=int, default=0)
@@ -88,16 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_runtime(args.verbose)
+    _configure_runtime(getattr(args, "verbose", False))
     from ..errors import KbqaError
 
     try:
         return _COMMANDS[args.command](args)
     except KbqaError as error:
-        print(f"kbqa: error: {error}", file=sys.stderr)
+        say(f"kbqa: error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print(file=sys.stderr)
+        say(file=sys.stderr)
         return 130
 
 
@@ -127,6 +170,7 @@ def _ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..ingest.batch import FileOutcome
+    from ..text import printable
 
     progress = not args.no_progress and sys.stderr.isatty()
     if args.reembed:
@@ -135,16 +179,16 @@ def _ingest(args: argparse.Namespace) -> int:
 
     def report(outcome: FileOutcome) -> None:
         if outcome.status == "failed":
-            tqdm.write(f"failed: {outcome.source}: {outcome.reason}", file=sys.stderr)
+            tqdm.write(printable(f"failed: {outcome.source}: {outcome.reason}"), file=sys.stderr)
         elif outcome.status == "removed":
-            tqdm.write(f"removed: {outcome.source}", file=sys.stderr)
+            tqdm.write(printable(f"removed: {outcome.source}"), file=sys.stderr)
         for warning in outcome.warnings:
-            tqdm.write(f"warning: {outcome.source}: {warning}", file=sys.stderr)
+            tqdm.write(printable(f"warning: {outcome.source}: {warning}"), file=sys.stderr)
 
     result = kb.add(
         args.paths, password=args.password, sync=args.sync, progress=progress, on_outcome=report
     )
-    print(result.summary())
+    say(result.summary())
     return EXIT_PARTIAL if result.failed else EXIT_OK
 
 
@@ -160,7 +204,7 @@ def _reembed_if_needed(args: argparse.Namespace, progress: bool) -> None:
     embedder, _ = load_models(settings)
     if not needs_reembedding(folder, embedder):
         return
-    print(f"{folder}: embedding its stored chunks again with {embedder.name}", file=sys.stderr)
+    say(f"{folder}: embedding its stored chunks again with {embedder.name}", file=sys.stderr)
     with tqdm(unit="chunk", disable=not progress, file=sys.stderr) as bar:
 
         def step(done: int, total: int) -> None:
@@ -168,14 +212,14 @@ def _reembed_if_needed(args: argparse.Namespace, progress: bool) -> None:
             bar.update(done - bar.n)
 
         count = reembed(folder, embedder, step)
-    print(f"{folder}: {count} chunks re-embedded with {embedder.name}", file=sys.stderr)
+    say(f"{folder}: {count} chunks re-embedded with {embedder.name}", file=sys.stderr)
 
 
 def _ask(args: argparse.Namespace) -> int:
     kb = _open(args)
     if args.json:
         answer = kb.ask(args.question, args.k)
-        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        print(json_text(answer.to_dict()))
         return EXIT_OK
     _stream_answer(kb, args.question, args.k)
     return EXIT_OK
@@ -184,24 +228,24 @@ def _ask(args: argparse.Namespace) -> int:
 def _stream_answer(kb, question: str, k: int | None):  # type: ignore[no-untyped-def]
     stream = kb.stream(question, k)
     for piece in stream:
-        print(piece, end="", flush=True)
-    print()
+        say(piece, end="", flush=True)
+    say()
     answer = stream.answer
     if answer.refused and answer.reply != answer.text:
-        print(f"\n{answer.text} (the draft above is not supported by the passages)")
+        say(f"\n{answer.text} (the draft above is not supported by the passages)")
     if answer.refused:
-        print("\n(not in the documents; closest passages found:)")
+        say("\n(not in the documents; closest passages found:)")
         for passage in answer.passages[:3]:
-            print(f"  {passage.label()} (score {passage.score:.2f})")
+            say(f"  {passage.label()} (score {passage.score:.2f})")
     elif answer.citations:
         if answer.text != answer.reply:
-            print(f"\n{answer.text}")
-        print("\nSources:")
+            say(f"\n{answer.text}")
+        say("\nSources:")
         for citation in answer.citations:
-            print(f"  {citation.label()} (score {citation.score:.2f})")
-            print(f"      {_snippet(citation.text, focus=answer.reply)}")
+            say(f"  {citation.label()} (score {citation.score:.2f})")
+            say(f"      {_snippet(citation.text, focus=answer.reply)}")
     else:
-        print("\n(the model cited no passage; check the answer against the sources: /sources)")
+        say("\n(the model cited no passage; check the answer against the sources: /sources)")
     return answer
 
 
@@ -209,16 +253,14 @@ def _chat(args: argparse.Namespace) -> int:
     kb = _open(args)
     documents = kb.documents()
     names = ", ".join(d.name for d in documents[:5]) + (", ..." if len(documents) > 5 else "")
-    print(f"kbqa chat over {kb.folder} ({len(documents)} documents: {names})")
-    print(
-        "Ask in Spanish or English. /sources shows the passages of the last answer; /quit leaves."
-    )
+    say(f"kbqa chat over {kb.folder} ({len(documents)} documents: {names})")
+    say("Ask in Spanish or English. /sources shows the passages of the last answer; /quit leaves.")
     last: Answer | None = None
     while True:
         try:
             question = input("\n> ").strip()
         except EOFError:
-            print()
+            say()
             return EXIT_OK
         if not question:
             continue
@@ -226,8 +268,8 @@ def _chat(args: argparse.Namespace) -> int:
             return EXIT_OK
         if question == "/sources":
             for passage in last.passages if last else []:
-                print(f"{passage.label()} (score {passage.score:.2f})")
-                print(f"    {_snippet(passage.text, 300)}")
+                say(f"{passage.label()} (score {passage.score:.2f})")
+                say(f"    {_snippet(passage.text, 300)}")
             continue
         last = _stream_answer(kb, question, None)
 
@@ -236,16 +278,12 @@ def _search(args: argparse.Namespace) -> int:
     kb = _open(args)
     hits = kb.search(args.query, args.k)
     if args.json:
-        print(
-            json.dumps(
-                [dict(asdict(h.chunk), score=h.score) for h in hits], ensure_ascii=False, indent=2
-            )
-        )
+        print(json_text([dict(asdict(h.chunk), score=h.score) for h in hits]))
         return EXIT_OK
     for rank, hit in enumerate(hits, start=1):
         page = f", p. {hit.chunk.page}" if hit.chunk.page is not None else ""
-        print(f"{rank}. {hit.score:.3f}  {Path(hit.chunk.source).name}{page}")
-        print(f"   {_snippet(hit.chunk.text, 200)}")
+        say(f"{rank}. {hit.score:.3f}  {Path(hit.chunk.source).name}{page}")
+        say(f"   {_snippet(hit.chunk.text, 200)}")
     return EXIT_OK
 
 
@@ -253,11 +291,11 @@ def _docs(args: argparse.Namespace) -> int:
     kb = _open(args)
     records = kb.documents()
     if args.json:
-        print(json.dumps([asdict(r) for r in records], ensure_ascii=False, indent=2))
+        print(json_text([asdict(r) for r in records]))
         return EXIT_OK
     for r in records:
-        print(f"{r.doc_id[:12]}  {r.pages:4d} p  {r.chunks:5d} chunks  {r.added_at}  {r.name}")
-    print(f"{len(records)} documents in {kb.folder}")
+        say(f"{r.doc_id[:12]}  {r.pages:4d} p  {r.chunks:5d} chunks  {r.added_at}  {r.name}")
+    say(f"{len(records)} documents in {kb.folder}")
     return EXIT_OK
 
 
@@ -269,9 +307,9 @@ def _remove(args: argparse.Namespace) -> int:
     for document in args.documents:
         try:
             record = kb.remove(document)
-            print(f"removed: {record.name} ({record.doc_id[:12]}, {record.chunks} chunks)")
+            say(f"removed: {record.name} ({record.doc_id[:12]}, {record.chunks} chunks)")
         except KbqaError as error:
-            print(f"kbqa: error: {error}", file=sys.stderr)
+            say(f"kbqa: error: {error}", file=sys.stderr)
             status = EXIT_ERROR
     return status
 
@@ -281,6 +319,8 @@ def _eval(args: argparse.Namespace) -> int:
     from .knowledge_base import KnowledgeBase
     from .settings import load_settings
 
+    if args.kind == "compare":
+        return _compare(args)
     settings = load_settings(
         retrieval=args.retrieval, answer_style=getattr(args, "answer_style", None)
     )
@@ -304,15 +344,39 @@ def _eval(args: argparse.Namespace) -> int:
         detail = "per_question"
     result["configuration"] = evaluation.run_configuration(kb)
     result["command"] = "kbqa " + " ".join(sys.argv[1:])
+    intervals = result.get("ci95", {})
     for name, value in table.items():
-        print(f"{name:>20}  {value}")
+        interval = intervals.get(name)
+        shown = f"  95% CI [{interval[0]}, {interval[1]}]" if interval else ""
+        say(f"{name:>20}  {value}{shown}")
     counts = {k: v for k, v in result.items() if k not in (detail, "configuration", "metrics",
-                                                           "summary")}  # fmt: skip
-    print(json.dumps(counts, ensure_ascii=False))
+                                                           "summary", "ci95")}  # fmt: skip
+    say(json.dumps(counts, ensure_ascii=False))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n")
-        print(f"results written to {args.out}", file=sys.stderr)
+        say(f"results written to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """Second run minus first, over the questions both answered, with paired 95% CIs."""
+    from .evaluation import compare_answers
+
+    runs = []
+    for path in (args.first, args.second):
+        try:
+            runs.append(json.loads(path.read_text(encoding="utf-8"))["per_question"])
+        except (OSError, ValueError, KeyError) as error:
+            say(f"kbqa: error: {path}: not an `eval qa --out` file ({error})", file=sys.stderr)
+            return EXIT_ERROR
+    result = compare_answers(runs[0], runs[1])
+    say(f"{result['paired_questions']} questions in both runs; second minus first:")
+    for name, row in result["metrics"].items():
+        low, high = row["ci95"]
+        verdict = "no difference" if low <= 0 <= high else "differs"
+        say(f"{name:>20}  {row['first']:>8} -> {row['second']:<8}  "
+            f"{row['difference']:+.4f}  95% CI [{low}, {high}]  {verdict}")  # fmt: skip
     return EXIT_OK
 
 
@@ -330,7 +394,7 @@ def _serve(args: argparse.Namespace) -> int:
         "--server.port", str(args.port), "--server.address", args.host,
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
-    print(f"kbqa web app on http://{args.host}:{args.port}", file=sys.stderr)
+    say(f"kbqa web app on http://{args.host}:{args.port}", file=sys.stderr)
     return subprocess.call(command, env=env)
 
 

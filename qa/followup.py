@@ -19,6 +19,7 @@ from functools import cache
 from importlib import resources
 
 from ..models.generator import Generator
+from .citations import strip_markers
 from .grounding import content_words
 from .prompting import detect_language
 
@@ -32,7 +33,6 @@ MIN_KEPT_WORDS = 0.75
 # ...and take at least this share of its own content words from the conversation.
 MIN_FROM_CONVERSATION = 0.6
 
-_MARKER = re.compile(r"\s*\[\d+(?:\s*[,;]\s*\d+)*\]")
 _WORDS = re.compile(r"\w+(?:[-.]\w+)*", re.UNICODE)
 # "and X?", "what about X?", "¿y X?", "¿y cuántos tiene X?", "¿qué hay de X?"
 _ELLIPSIS = re.compile(
@@ -68,7 +68,8 @@ class Rewrite:
 
 @cache
 def _template() -> str:
-    return resources.files("qa").joinpath("prompts", "followup.txt").read_text(encoding="utf-8")
+    prompt = resources.files("kbqa.qa").joinpath("prompts", "followup.txt")
+    return prompt.read_text(encoding="utf-8")
 
 
 def build_messages(question: str, history: Sequence[Turn]) -> list[dict[str, str]]:
@@ -76,7 +77,7 @@ def build_messages(question: str, history: Sequence[Turn]) -> list[dict[str, str
     lines = []
     for turn in history[-MAX_TURNS:]:
         lines.append(f"User: {_one_line(turn.question)}")
-        answer = _one_line(_MARKER.sub("", turn.answer))
+        answer = _one_line(strip_markers(turn.answer))
         if len(answer) > MAX_ANSWER_CHARS:
             answer = answer[: MAX_ANSWER_CHARS - 1].rstrip() + "…"
         lines.append(f"Assistant: {answer}")
@@ -104,7 +105,7 @@ def rewrite_followup(
     reply = "".join(generator.stream(build_messages(question, history), max_new_tokens))
     candidate = clean_reply(reply)
     said = " ".join([question, *(f"{t.question} {t.answer}" for t in history[-MAX_TURNS:])])
-    if acceptable(question, candidate, said) and _fold(candidate) != _fold(question):
+    if acceptable(question, candidate, said) and _words_key(candidate) != _words_key(question):
         log.info("follow-up %r rewritten as %r", question, candidate)
         return Rewrite(question, candidate)
     log.info("follow-up rewrite %r not used for %r", candidate, question)
@@ -181,7 +182,8 @@ def _names(text: str, skip_first: bool) -> list[str]:
     ]
 
 
-def _fold(text: str) -> str:
+def _words_key(text: str) -> str:
+    """Lower-cased words only: "GPT-3?" and "gpt-3" compare equal."""
     return " ".join(_WORDS.findall(text.lower()))
 
 

@@ -10,14 +10,13 @@ which is then treated as "not in the documents".
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 
-from ..index.lexical import STOP_WORDS
+from ..text import STOP_WORDS, fold_accents
+from .citations import has_markers, strip_markers
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
-_MARKER = re.compile(r"\[\d+(?:\s*[,;]\s*\d+)*\]")
 
 # A sentence cites a passage holding at least this share of its content words.
 MIN_SENTENCE_OVERLAP = 0.5
@@ -31,14 +30,13 @@ _DIGIT_GROUPS = re.compile(r"(?<=\d)[ ,.\u00a0\u202f](?=\d{3}\b)")
 
 def content_words(text: str) -> set[str]:
     """Lower-cased, accent-folded words that carry meaning (numbers included)."""
-    folded = unicodedata.normalize("NFKD", _DIGIT_GROUPS.sub("", text.lower()))
-    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    folded = fold_accents(_DIGIT_GROUPS.sub("", text.lower()))
     return {w for w in _WORD.findall(folded) if w not in STOP_WORDS and (len(w) > 2 or w.isdigit())}
 
 
 def support(reply: str, question: str, passages: Sequence[str]) -> float:
     """Share of the reply's content words (beyond the question's) found in the passages."""
-    claimed = content_words(_MARKER.sub(" ", reply)) - content_words(question)
+    claimed = content_words(strip_markers(reply, " ")) - content_words(question)
     if not claimed:
         return 1.0
     available: set[str] = set().union(*(content_words(p) for p in passages)) if passages else set()
@@ -53,7 +51,7 @@ def attribute(reply: str, question: str, passages: Sequence[str]) -> list[tuple[
     asked = content_words(question)
     result = []
     for sentence in (s for s in _SENTENCE_END.split(reply) if s.strip()):
-        words = content_words(_MARKER.sub(" ", sentence))
+        words = content_words(strip_markers(sentence, " "))
         # Words repeated from the question say nothing about where the answer came from,
         # unless the sentence consists of nothing else.
         informative = (words - asked) or words
@@ -76,7 +74,7 @@ def with_markers(reply: str, question: str, passages: Sequence[str]) -> str:
 
     A reply that already carries markers is returned unchanged.
     """
-    if _MARKER.search(reply):
+    if has_markers(reply):
         return reply
     parts = []
     for sentence, numbers in attribute(reply, question, passages):

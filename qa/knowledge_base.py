@@ -19,13 +19,22 @@ from ..index.manifest import Manifest
 from ..index.store import Hit, KnowledgeBaseStore
 from ..ingest.batch import FileOutcome, IngestOptions, IngestReport, InputFile, ingest_files, walk
 from ..ingest.chunking import ChunkerSettings
+from ..ingest.limits import ParseLimits
 from ..ingest.types import DocumentRecord
 from ..models.embedder import Embedder, SentenceTransformerEmbedder
 from ..models.generator import Generator, TransformersGenerator
 from ..models.registry import refusal_floor
 from . import grounding
 from .answer import Answer, Citation, Timings
-from .prompting import REFUSALS, detect_language, is_refusal, pack_prompt, parse_citations
+from .prompting import (
+    REFUSALS,
+    detect_language,
+    is_refusal,
+    pack_prompt,
+    parse_citations,
+    passage_text,
+)
+from .retrieval import make_retriever, too_far
 from .settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -56,6 +65,7 @@ class KnowledgeBase:
         answer_options: AnswerOptions,
         chunker: ChunkerSettings,
         max_file_bytes: int,
+        limits: ParseLimits | None = None,
     ) -> None:
         self.folder = Path(folder)
         self.embedder = embedder
@@ -63,6 +73,7 @@ class KnowledgeBase:
         self.answer_options = answer_options
         self._chunker = chunker
         self._max_file_bytes = max_file_bytes
+        self.limits = limits or ParseLimits()  # what reading one file may cost
         self._store: KnowledgeBaseStore | None = None
         if KnowledgeBaseStore.exists(self.folder):
             self._store = KnowledgeBaseStore.open(self.folder)
@@ -106,6 +117,7 @@ class KnowledgeBase:
             ),
             ChunkerSettings(settings.chunk_tokens, settings.chunk_overlap),
             int(settings.max_file_mb * 1024 * 1024),
+            ParseLimits.from_settings(settings),
         )
 
     # -- documents -------------------------------------------------------
@@ -178,10 +190,8 @@ class KnowledgeBase:
     def search_many(self, queries: Sequence[str], k: int | None = None) -> list[list[Hit]]:
         if self._store is None or self._store.vector_count() == 0:
             return [[] for _ in queries]
-        vectors = self.embedder.embed_queries(list(queries))
-        return self._store.search(
-            vectors, k or self.answer_options.top_k, list(queries), self.answer_options.retrieval
-        )
+        retriever = make_retriever(self.answer_options.retrieval, self._store, self.embedder)
+        return retriever.retrieve(list(queries), k or self.answer_options.top_k)
 
     def ask(self, question: str, k: int | None = None) -> Answer:
         stream = self.stream(question, k)
@@ -209,7 +219,12 @@ class KnowledgeBase:
     ) -> IngestReport:
         store = self._store or self._create_store()
         options = IngestOptions(
-            store.manifest.chunker, self._max_file_bytes, password, progress, on_outcome
+            store.manifest.chunker,
+            self._max_file_bytes,
+            password,
+            progress,
+            on_outcome,
+            limits=self.limits,
         )
         with store.writing():
             return ingest_files(store, self.embedder, files, options, sync_roots)
@@ -282,8 +297,9 @@ class AnswerStream:
         language = detect_language(self.question)
         closest = tuple(Citation.from_hit(n, h) for n, h in enumerate(hits, start=1))
 
-        if not hits or hits[0].score < options.min_score:
-            # Nothing close enough: say so without asking the LLM to guess.
+        if too_far(hits, options.min_score):
+            # Nothing close enough: say so without asking the LLM to guess. Hits are in
+            # the retriever's order (fusion order in hybrid), so the best cosine decides.
             text = REFUSALS[language]
             yield text
             total = time.perf_counter() - started
@@ -316,7 +332,8 @@ class AnswerStream:
             pieces.append(piece)
             yield piece
         reply = "".join(pieces).strip()
-        texts = [hit.chunk.text for hit in packed.hits]
+        # Grounded only in what the model was shown: never in a removed instruction.
+        texts = [passage_text(hit) for hit in packed.hits]
         refused = is_refusal(reply, cites=False)
         if not refused and grounding.support(reply, self.question, texts) < grounding.MIN_SUPPORT:
             log.info("reply not supported by the passages, refusing: %r", reply)
@@ -347,12 +364,27 @@ class AnswerStream:
         )
 
 
+MAX_UPLOAD_NAME = 120
+
+
 def safe_upload_name(name: str) -> str:
-    """A display name for an upload: the last path part, harmless characters only."""
+    """A display name for an upload: the last path part, harmless characters only.
+
+    The name becomes the document's source (``upload:<name>``), so two different
+    uploaded names must never map to one: a name that had to be changed (characters
+    replaced, or cut to ``MAX_UPLOAD_NAME``) gets a short hash of the original, and
+    the extension always survives the cut.
+    """
+    import hashlib
     import re
     import unicodedata
 
-    base = re.split(r"[\\/]", name)[-1]
-    base = unicodedata.normalize("NFC", base)
-    base = re.sub(r"[^\w.\- ()]+", "_", base).strip(" .") or "upload"
-    return base[:120]
+    base = unicodedata.normalize("NFC", re.split(r"[\\/]", name)[-1])
+    safe = re.sub(r"[^\w.\- ()]+", "_", base).strip(" .") or "upload"
+    stem, dot, suffix = safe.rpartition(".")
+    if not dot or not stem or len(suffix) > 10:
+        stem, suffix = safe, ""
+    if safe != base or len(safe) > MAX_UPLOAD_NAME:
+        tag = hashlib.sha256(base.encode()).hexdigest()[:8]
+        stem = f"{stem[: MAX_UPLOAD_NAME - len(suffix) - 10]}-{tag}"
+    return f"{stem}.{suffix}" if suffix else stem

@@ -7,7 +7,6 @@ reply's markers are parsed back into the cited chunks.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -15,7 +14,10 @@ from importlib import resources
 
 from ..index.store import Hit
 from ..ingest.types import display_name
+from ..text import fold_accents
 from .answer import Citation
+from .citations import cited_numbers
+from .injection import clean_passage, defuse_special_tokens, is_instruction
 
 Messages = list[dict[str, str]]
 
@@ -66,11 +68,13 @@ def detect_language(text: str) -> str:
 
 @cache
 def _template(name: str) -> str:
-    return resources.files("qa").joinpath("prompts", name).read_text(encoding="utf-8")
+    return resources.files("kbqa.qa").joinpath("prompts", name).read_text(encoding="utf-8")
 
 
 def passage_label(hit: Hit) -> str:
     name = display_name(hit.chunk.source)
+    # A file name is data too: "ignore previous instructions.pdf" is shown as "document".
+    name = "document" if is_instruction(name) else defuse_special_tokens(name)
     page = f", page {hit.chunk.page}" if hit.chunk.page is not None else ""
     return f"{name}{page}"
 
@@ -80,11 +84,16 @@ def passage_label(hit: Hit) -> str:
 ANSWER_STYLES = {"sentence": "user.txt", "short": "user_short.txt"}
 
 
+def passage_text(hit: Hit) -> str:
+    """What the model reads of a passage: its sentences addressed to the model taken out."""
+    return clean_passage(hit.chunk.text).text.strip()
+
+
 def build_messages(
     question: str, hits: Sequence[Hit], language: str, style: str = "sentence"
 ) -> Messages:
     passages = "\n".join(
-        _template("passage.txt").format(number=n, label=passage_label(h), text=h.chunk.text.strip())
+        _template("passage.txt").format(number=n, label=passage_label(h), text=passage_text(h))
         for n, h in enumerate(hits, start=1)
     )
     fields = {
@@ -119,12 +128,15 @@ def pack_prompt(
 
     ``context_tokens`` bounds the tokens the passages add to the bare prompt,
     measured with the LLM's own tokenizer and chat template. A passage that
-    does not fit is skipped whole and counted in ``dropped``.
+    does not fit is skipped whole and counted in ``dropped``, and so is one
+    that holds nothing but instructions to the model (``qa/injection.py``).
     """
     bare = count_tokens(build_messages(question, [], language, style))
     kept: list[Hit] = []
     total = bare
     for hit in hits:
+        if clean_passage(hit.chunk.text).only_instructions:
+            continue
         candidate = count_tokens(build_messages(question, [*kept, hit], language, style))
         if candidate - bare <= context_tokens:
             kept.append(hit)
@@ -138,26 +150,20 @@ def pack_prompt(
     )
 
 
-_CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
-
-
 def parse_citations(text: str, hits: Sequence[Hit]) -> tuple[Citation, ...]:
     """The passages cited as ``[n]`` or ``[n, m]``, in order of first mention.
 
     Numbers outside ``1..len(hits)`` are ignored: they point at nothing.
     """
     seen: dict[int, Citation] = {}
-    for match in _CITATION.finditer(text):
-        for number in re.split(r"\s*[,;]\s*", match.group(1)):
-            n = int(number)
-            if 1 <= n <= len(hits) and n not in seen:
-                seen[n] = Citation.from_hit(n, hits[n - 1])
+    for n in cited_numbers(text):
+        if 1 <= n <= len(hits) and n not in seen:
+            seen[n] = Citation.from_hit(n, hits[n - 1])
     return tuple(seen.values())
 
 
 def _normalize(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.lower().replace("’", "'"))
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return fold_accents(text.lower().replace("’", "'"))
 
 
 def is_refusal(text: str, cites: bool) -> bool:

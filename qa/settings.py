@@ -56,6 +56,19 @@ class Settings(BaseSettings):
     chunk_tokens: int = Field(default=200, ge=16)
     chunk_overlap: int = Field(default=32, ge=0)
     max_file_mb: float = Field(default=50.0, gt=0)
+    # Budgets for reading one file (ingest/limits.py says why these defaults).
+    max_decompressed_mb: float = Field(
+        default=200.0, gt=0, description="what a DOCX's or PDF's compressed parts may inflate to"
+    )
+    max_chars: int = Field(default=5_000_000, ge=1, description="characters of text per file")
+    max_page_chars: int = Field(default=1_000_000, ge=1, description="characters per PDF page")
+    parse_seconds: float = Field(default=120.0, gt=0, description="time to read one file")
+    parse_memory_mb: float = Field(
+        default=2048.0, ge=256, description="address space of the process that reads files"
+    )
+    max_page_pixels: int = Field(
+        default=16_000_000, ge=100_000, description="largest page picture in the app"
+    )
 
     @property
     def default_kb(self) -> Path:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DATA, ROOT
+from conftest import FIXTURES, ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,7 +32,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PDF = DATA / "pdfs" / "text" / "crazyones.pdf"
+PDF = FIXTURES / "pdfs" / "text" / "crazyones.pdf"
 SCREENSHOT = ROOT / "docs" / "screenshots" / "app.png"
 
 pytestmark = [

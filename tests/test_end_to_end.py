@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CORPORA, DATA, ROOT
+from conftest import CORPORA, ROOT, shared_data
 
 pytestmark = pytest.mark.slow
 
@@ -98,8 +98,9 @@ def test_smollm_runs_the_same_pipeline(home: Path, default_embedder, small_llm) 
 
 
 def test_ingest_of_the_pdf_collection_names_each_bad_file(tmp_path: Path) -> None:
+    pdfs = str(shared_data("pdfs"))
     kb = str(tmp_path / "pdfs-kb")
-    first = kbqa("ingest", str(DATA / "pdfs"), "--kb", kb, home=tmp_path)
+    first = kbqa("ingest", pdfs, "--kb", kb, home=tmp_path)
     assert first.returncode == 3, first.stderr  # finished, some files failed
     failed = [line for line in first.stderr.splitlines() if line.startswith("failed: ")]
     reasons = "\n".join(failed)
@@ -111,7 +112,7 @@ def test_ingest_of_the_pdf_collection_names_each_bad_file(tmp_path: Path) -> Non
     assert "crazyones.pdf" not in reasons
     assert f"{len(failed)} failed" in first.stdout
 
-    second = kbqa("ingest", str(DATA / "pdfs"), "--kb", kb, home=tmp_path)
+    second = kbqa("ingest", pdfs, "--kb", kb, home=tmp_path)
     assert "0 added, 0 updated" in second.stdout and "0 chunks embedded" in second.stdout
 
     docs = json.loads(kbqa("docs", "--json", "--kb", kb, home=tmp_path).stdout)

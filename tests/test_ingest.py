@@ -9,14 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA, FakeEmbedder, make_kb
+from conftest import FIXTURES, FakeEmbedder, make_kb, sample_pdf, shared_data
 
 from kbqa.errors import KbqaError, KnowledgeBaseError
+from kbqa.qa.retrieval import dense_search
 
-PDFS = DATA / "pdfs"
 NO_TEXT = "no extractable text (scanned or blank pages); OCR needed"
 
-# Every file under DATA/pdfs that cannot be ingested without help, and why.
+# Every file under ../shared/data/pdfs that cannot be ingested without help, and why
+# (tests/data/pdfs keeps a few of them).
 EXPECTED_FAILURES = {
     "broken/blank.pdf": NO_TEXT,
     "broken/empty.pdf": "empty file",
@@ -33,11 +34,17 @@ EXPECTED_FAILURES = {
     "scanned/linn.pdf": NO_TEXT,
     "scanned/skew.pdf": NO_TEXT,
 }
-EXPECTED_ADDED = {
+SHARED_ADDED = {
     "encrypted/r2-empty-password.pdf",
     "scanned/linn.txt",
     "scanned/multipage.pdf",
-    *(f"text/{p.name}" for p in (PDFS / "text").glob("*.pdf")),
+    "text/GeoBase_NHNC1_Data_Model_UML_EN.pdf",
+    "text/Seige_of_Vicksburg_Sample_OCR.pdf",
+    "text/crazyones.pdf",
+    "text/example.pdf",
+    "text/multilang.pdf",
+    "text/pdflatex-outline.pdf",
+    "text/side-by-side-subfig.pdf",
 }
 
 
@@ -58,8 +65,8 @@ def by_name(report):  # type: ignore[no-untyped-def]
     return {Path(o.source).name: o for o in report.outcomes}
 
 
-def relative(source: str) -> str:
-    return Path(source).relative_to(PDFS).as_posix()
+def relative(source: str, root: Path) -> str:
+    return Path(source).relative_to(root).as_posix()
 
 
 def sources_found(kb, query: str, k: int = 50) -> set[str]:  # type: ignore[no-untyped-def]
@@ -91,7 +98,7 @@ def build_docx(text: str) -> bytes:
 def write_every_format(folder: Path) -> dict[str, str]:
     """One file per format, each with its own distinctive word; returns name -> word."""
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PDFS / "text" / "crazyones.pdf", folder / "crazyones.pdf")
+    shutil.copyfile(sample_pdf("text/crazyones.pdf"), folder / "crazyones.pdf")
     (folder / "report.docx").write_bytes(build_docx("The quarterly report mentions wombats."))
     (folder / "page.html").write_text(
         "<html><body><h1>Web page</h1><p>Penguins live in the south.</p>"
@@ -155,36 +162,45 @@ def test_folder_with_every_format_is_ingested_and_searchable(tmp_path):
 # -- a real folder of good and bad PDFs -----------------------------------------
 
 
-def test_batch_over_real_pdf_folder_reports_each_bad_file_and_goes_on(tmp_path):
+@pytest.mark.parametrize("collection", ["kept", "shared"])
+def test_batch_over_real_pdf_folder_reports_each_bad_file_and_goes_on(tmp_path, collection):
+    """The few PDFs kept in tests/data, and the whole shared collection when it is there."""
+    root = FIXTURES / "pdfs" if collection == "kept" else shared_data("pdfs")
+    files = sorted(relative(str(p), root) for p in root.rglob("*") if p.is_file())
+    if collection == "shared":
+        assert set(files) == SHARED_ADDED | set(EXPECTED_FAILURES)
+    expected_failures = {f: EXPECTED_FAILURES[f] for f in files if f in EXPECTED_FAILURES}
+    expected_added = set(files) - set(expected_failures)
+    assert expected_added and expected_failures
     embedder = CountingEmbedder()
     kb = make_kb(tmp_path / "kb", embedder=embedder)
-    report = kb.add([PDFS])
+    report = kb.add([root])
 
-    files = sorted(relative(str(p)) for p in PDFS.rglob("*") if p.is_file())
-    assert sorted(relative(o.source) for o in report.outcomes) == files  # one outcome each
-    failed = {relative(o.source): o.reason for o in report.failed}
-    assert set(failed) == set(EXPECTED_FAILURES)
+    assert sorted(relative(o.source, root) for o in report.outcomes) == files  # one outcome each
+    failed = {relative(o.source, root): o.reason for o in report.failed}
+    assert set(failed) == set(expected_failures)
     for name, reason in failed.items():
-        assert reason is not None and reason.startswith(EXPECTED_FAILURES[name]), name
-    added = {relative(o.source) for o in report.outcomes if o.status == "added"}
-    assert added == EXPECTED_ADDED
-    assert report.count("failed") == len(EXPECTED_FAILURES)
+        assert reason is not None and reason.startswith(expected_failures[name]), name
+    added = {relative(o.source, root) for o in report.outcomes if o.status == "added"}
+    assert added == expected_added
+    assert report.count("failed") == len(expected_failures)
 
-    stored = {relative(r.source) for r in kb.documents()}
-    assert stored == EXPECTED_ADDED
-    multipage = by_name(report)["multipage.pdf"]
-    assert multipage.pages == 6 and multipage.chunks >= 1
-    assert len(multipage.warnings) == 1 and "page 1, 2, 3, 5, 6" in multipage.warnings[0]
+    stored = {relative(r.source, root) for r in kb.documents()}
+    assert stored == expected_added
+    if collection == "shared":
+        multipage = by_name(report)["multipage.pdf"]
+        assert multipage.pages == 6 and multipage.chunks >= 1
+        assert len(multipage.warnings) == 1 and "page 1, 2, 3, 5, 6" in multipage.warnings[0]
     assert embedder.calls > 0
     assert embedder.passages == report.chunks == kb._store.chunk_count()
     assert_index_consistent(kb)
     before = kb.documents()
 
     embedder.calls = embedder.passages = 0
-    again = kb.add([PDFS])
-    statuses = {relative(o.source): o.status for o in again.outcomes}
-    assert {n for n, s in statuses.items() if s == "unchanged"} == EXPECTED_ADDED
-    assert {n for n, s in statuses.items() if s == "failed"} == set(EXPECTED_FAILURES)
+    again = kb.add([root])
+    statuses = {relative(o.source, root): o.status for o in again.outcomes}
+    assert {n for n, s in statuses.items() if s == "unchanged"} == expected_added
+    assert {n for n, s in statuses.items() if s == "failed"} == set(expected_failures)
     assert again.count("added") == again.count("updated") == 0
     assert embedder.calls == 0 and embedder.passages == 0
     assert again.chunks == 0
@@ -192,7 +208,7 @@ def test_batch_over_real_pdf_folder_reports_each_bad_file_and_goes_on(tmp_path):
 
 
 def test_password_opens_encrypted_pdf(tmp_path):
-    path = PDFS / "encrypted" / "encrypted-file.pdf"
+    path = sample_pdf("encrypted/encrypted-file.pdf")
     kb = make_kb(tmp_path / "kb")
     refused = kb.add([path])
     assert [(o.status, o.reason) for o in refused.outcomes] == [
@@ -214,7 +230,7 @@ def test_password_opens_encrypted_pdf(tmp_path):
 
 def test_batch_password_does_not_break_pdf_that_needs_none(tmp_path):
     kb = make_kb(tmp_path / "kb")
-    report = kb.add([PDFS / "encrypted"], password="test")
+    report = kb.add([shared_data("pdfs/encrypted")], password="test")
     statuses = {n: o.status for n, o in by_name(report).items()}
     assert statuses["encrypted-file.pdf"] == "added"
     assert statuses["r2-empty-password.pdf"] == "added"
@@ -514,7 +530,7 @@ def test_store_dense_search_matches_brute_force_over_stored_chunks(tmp_path):
     matrix = embedder.embed_passages([c.text for c in chunks])
     queries = _normalized(rng, 10, embedder.dimension)
     k = 7
-    for query, results in zip(queries, store.search(queries, k), strict=True):
+    for query, results in zip(queries, dense_search(store, queries, k), strict=True):
         expected = np.sort(matrix @ query)[::-1][:k]
         got = np.array([hit.score for hit in results])
         np.testing.assert_allclose(got, expected, atol=1e-5)
@@ -527,14 +543,16 @@ def test_store_dense_search_matches_brute_force_over_stored_chunks(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_embedder_finds_the_crazy_ones(tmp_path, real_embedder):
+def test_real_embedder_finds_the_crazy_ones(tmp_path, request):
+    texts = shared_data("pdfs/text")  # seven real PDFs; skips before loading the model
+    real_embedder = request.getfixturevalue("real_embedder")
     kb = make_kb(tmp_path / "kb", embedder=real_embedder)
-    report = kb.add([PDFS / "text"])
+    report = kb.add([texts])
     assert report.failed == []
-    assert report.count("added") == len(list((PDFS / "text").glob("*.pdf")))
+    assert report.count("added") == len(list(texts.glob("*.pdf")))
     assert_index_consistent(kb)
     hits = kb.search("Here's to the crazy ones, the misfits")
-    assert hits[0].chunk.source == str(PDFS / "text" / "crazyones.pdf")
+    assert hits[0].chunk.source == str(texts / "crazyones.pdf")
     assert hits[0].chunk.page == 1
     assert hits[0].score > 0.5
 
@@ -556,19 +574,19 @@ def test_a_chunk_made_only_of_overlap_is_dropped(monkeypatch: pytest.MonkeyPatch
     assert [c.ordinal for c in chunks] == [0, 1]
 
 
-def test_an_unexpected_reader_error_fails_that_file_only(
+def test_an_unexpected_chunking_error_fails_that_file_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import kbqa.ingest.batch as batch
 
-    real_read = batch.read_document
+    real_chunk = batch.chunk_document
 
-    def flaky(source: str, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if source.endswith("bad.txt"):
+    def flaky(doc_id, document, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if document.source.endswith("bad.txt"):
             raise RuntimeError("boom")
-        return real_read(source, *args, **kwargs)
+        return real_chunk(doc_id, document, *args, **kwargs)
 
-    monkeypatch.setattr(batch, "read_document", flaky)
+    monkeypatch.setattr(batch, "chunk_document", flaky)
     kb = make_kb(tmp_path / "kb")
     report = kb.add_texts([("bad.txt", "one two three"), ("good.txt", "four five six")])
     failed = [o for o in report.outcomes if o.status == "failed"]
@@ -576,3 +594,20 @@ def test_an_unexpected_reader_error_fails_that_file_only(
         ("bad.txt", True)
     ]
     assert [d.name for d in kb.documents()] == ["good.txt"]
+
+
+def test_an_unexpected_reader_error_is_a_reply_of_the_reading_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Readers run in the reading process (ingest/worker.py): a reader's bug becomes a
+    failed reply for that file, and the process goes on to the next request."""
+    from kbqa.ingest import readers, worker
+
+    def broken(source, data, password, limits):  # type: ignore[no-untyped-def]
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(readers, "_reader", lambda fmt: broken)
+    reply, out = worker.handle({"op": "read", "source": "upload:bad.txt", "hint": "text"}, b"x y")
+    assert (reply["ok"], reply["kind"], out) == (False, "unexpected", b"")
+    assert reply["reason"].startswith("unexpected error (RuntimeError: boom)")
+    assert "RuntimeError" in reply["traceback"] and reply["rss"] > 0

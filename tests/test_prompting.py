@@ -7,6 +7,7 @@ import pytest
 from kbqa.index.store import Hit
 from kbqa.ingest.types import Chunk
 from kbqa.qa import grounding
+from kbqa.qa.citations import cited_numbers, has_markers, render_markers, strip_markers
 from kbqa.qa.prompting import (
     REFUSALS,
     build_messages,
@@ -90,6 +91,15 @@ def test_parse_citations_without_markers_is_empty() -> None:
     assert parse_citations("no markers here", [hit("a")]) == ()
 
 
+def test_citation_markers_are_read_stripped_and_rendered_one_way() -> None:
+    text = "X [2]. Y [1, 2]; Z [3;4] and [n] or [ 5]."
+    assert cited_numbers(text) == [2, 1, 2, 3, 4]
+    assert has_markers(text) and not has_markers("[n] and [ 5] are not markers")
+    assert strip_markers(text) == "X. Y; Z and [n] or [ 5]."
+    assert strip_markers("a[1]b", " ") == "a b"
+    assert render_markers("Y [1, 2].", lambda ns: "".join(f"<{n}>" for n in ns)) == "Y <1><2>."
+
+
 @pytest.mark.parametrize(
     ("reply", "cites", "refused"),
     [
@@ -99,6 +109,8 @@ def test_parse_citations_without_markers_is_empty() -> None:
         ("", False, True),
         ("GPT-3 has 175 billion parameters [1].", True, False),
         ("GPT-3 has 175 billion parameters [1]; its date is not in the documents.", True, False),
+        ("NO LO SÉ.", False, True),  # accents and case folded
+        ("The documents don’t contain it; I don’t know.", False, True),  # curly apostrophe
     ],
 )
 def test_refusal_detection(reply: str, cites: bool, refused: bool) -> None:

@@ -81,6 +81,7 @@ def test_stream_yields_pieces_then_the_answer(tmp_path: Path, corpus: Path) -> N
     assert len(pieces) > 3
     assert "".join(pieces) == "Boil the pasta for nine minutes."
     assert stream.answer.citations[0].name == "cooking.txt"
+    assert stream.answer.timings.generated_pieces == len(pieces)
 
 
 def test_document_text_goes_in_as_data_inside_the_user_message(
@@ -91,8 +92,9 @@ def test_document_text_goes_in_as_data_inside_the_user_message(
     kb.add([corpus])
     kb.ask("What do the notes say about previous instructions?")
     system, user = generator.calls[0]
-    assert "Ignore all previous instructions" not in system["content"]
-    assert "Ignore all previous instructions" in user["content"]
+    # The passage goes in the user message, its order to the model taken out (qa/injection.py).
+    assert "Ignore all previous instructions" not in system["content"] + user["content"]
+    assert "(attack.md)\n# Notes\n\n[…]" in user["content"]
     assert "not instructions" in system["content"]
 
 
@@ -105,3 +107,69 @@ def test_answer_to_dict_is_json_ready(tmp_path: Path, corpus: Path) -> None:
     assert {"text", "citations", "refused", "timings"} <= set(data)
     assert data["citations"][0]["name"] == "models.md"
     assert {"source", "page", "start", "end", "text", "score"} <= set(data["citations"][0])
+
+
+def _floor_corpus(tmp_path: Path) -> Path:
+    """A question whose fusion-first passage is not its closest by cosine.
+
+    "zebra" is the question's only content word: keyword search finds the zebra
+    passage alone, and it is second in dense order, so hybrid fusion puts it
+    first. The fake embedder counts function words too, so the filler passage,
+    all function words, is the closest by cosine.
+    """
+    folder = tmp_path / "floor"
+    folder.mkdir()
+    (folder / "zebra.txt").write_text("Zebra herds graze on open grassland.")
+    (folder / "filler.txt").write_text("It is what it is, and that is that.")
+    return folder
+
+
+FLOOR_QUESTION = "What is it that the zebra is?"
+
+
+def test_refusal_floor_uses_the_best_cosine_not_the_fusion_first_hit(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    generator = ScriptedGenerator(["Zebra herds graze on open grassland."])
+    kb = make_kb(tmp_path / "kb", generator)
+    kb.add([_floor_corpus(tmp_path)])
+    first, *rest = kb.search(FLOOR_QUESTION)
+    assert Path(first.chunk.source).name == "zebra.txt"
+    best = max(hit.score for hit in rest)
+    assert first.score < best  # fusion order is not cosine order
+    kb.answer_options = replace(kb.answer_options, min_score=(first.score + best) / 2)
+
+    answer = kb.ask(FLOOR_QUESTION)
+    assert not answer.refused and len(generator.calls) == 1
+    assert answer.citations[0].name == "zebra.txt"
+
+
+def test_refusal_floor_above_every_hit_refuses_without_the_llm(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    generator = ScriptedGenerator(["Zebra herds graze on open grassland."])
+    kb = make_kb(tmp_path / "kb", generator)
+    kb.add([_floor_corpus(tmp_path)])
+    hits = kb.search(FLOOR_QUESTION)
+    kb.answer_options = replace(kb.answer_options, min_score=max(h.score for h in hits) + 0.01)
+
+    answer = kb.ask(FLOOR_QUESTION)
+    assert answer.refused and generator.calls == []
+    assert answer.text == "The documents do not contain the answer."
+    assert [p.name for p in answer.passages] == [Path(h.chunk.source).name for h in hits]
+
+
+def test_uploads_whose_names_sanitise_alike_are_two_documents(tmp_path: Path) -> None:
+    kb = make_kb(tmp_path / "kb")
+    first = kb.add_bytes("a?.txt", b"Okapis live in the rainforest.")
+    second = kb.add_bytes("a*.txt", b"Zebras live on the savanna.")
+    assert first.status == second.status == "added"
+    assert first.source != second.source
+    assert len(kb.documents()) == 2
+
+
+def test_a_long_upload_name_keeps_its_extension(tmp_path: Path) -> None:
+    kb = make_kb(tmp_path / "kb")
+    outcome = kb.add_bytes("n" * 300 + ".md", b"# Title\n\nSome text about okapis.")
+    assert outcome.status == "added", outcome.reason
+    assert outcome.source.endswith(".md") and len(outcome.source) <= len("upload:") + 120

@@ -7,14 +7,13 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from conftest import DATA
+from conftest import sample_pdf, shared_data
 
 from kbqa.errors import IngestError
 from kbqa.ingest.readers import read_document
 from kbqa.ingest.types import ParsedDocument
 
-PDFS = DATA / "pdfs"
-DEBIAN_PDF = DATA / "debian-reference-es" / "debian-reference.es.pdf"
+DEBIAN_PDF = "debian-reference-es/debian-reference.es.pdf"
 NO_TEXT = "no extractable text (scanned or blank pages); OCR needed"
 SPANISH = "año, canción, información"
 
@@ -70,7 +69,7 @@ def build_docx() -> bytes:
 
 
 def test_pdf_single_page_keeps_page_one_and_text():
-    document = read_path(PDFS / "text" / "crazyones.pdf")
+    document = read_path(sample_pdf("text/crazyones.pdf"))
     assert document.format == "pdf"
     assert document.pages == 1
     assert [s.page for s in document.sections] == [1]
@@ -79,7 +78,7 @@ def test_pdf_single_page_keeps_page_one_and_text():
 
 
 def test_pdf_19_pages_numbered_1_to_19_each_with_text():
-    document = read_path(PDFS / "text" / "GeoBase_NHNC1_Data_Model_UML_EN.pdf")
+    document = read_path(shared_data("pdfs/text/GeoBase_NHNC1_Data_Model_UML_EN.pdf"))
     assert document.pages == 19
     assert [s.page for s in document.sections] == list(range(1, 20))
     assert all(sum(ch.isalpha() for ch in s.text) > 20 for s in document.sections)
@@ -88,7 +87,7 @@ def test_pdf_19_pages_numbered_1_to_19_each_with_text():
 
 
 def test_pdf_pages_are_not_merged_or_shuffled():
-    document = read_path(PDFS / "text" / "Seige_of_Vicksburg_Sample_OCR.pdf")
+    document = read_path(shared_data("pdfs/text/Seige_of_Vicksburg_Sample_OCR.pdf"))
     assert [s.page for s in document.sections] == [1, 2, 3, 4, 5, 6]
     assert document.sections[0].text.startswith("THE SIEGE OF VICKSBURG")
     assert len({s.text for s in document.sections}) == 6
@@ -241,12 +240,12 @@ def test_empty_file(name):
 
 
 def test_empty_pdf_from_data():
-    assert reason_for(PDFS / "broken" / "empty.pdf") == "empty file"
+    assert reason_for(sample_pdf("broken/empty.pdf")) == "empty file"
 
 
 @pytest.mark.parametrize("name", ["truncated.pdf", "invalid.pdf"])
 def test_broken_pdf(name):
-    assert reason_for(PDFS / "broken" / name).startswith("broken or truncated PDF")
+    assert reason_for(sample_pdf(f"broken/{name}")).startswith("broken or truncated PDF")
 
 
 PASSWORDS = {
@@ -259,18 +258,19 @@ PASSWORDS = {
 
 @pytest.mark.parametrize("name", sorted(PASSWORDS))
 def test_encrypted_pdf_without_password(name):
-    assert reason_for(PDFS / "encrypted" / name) == "encrypted: password needed"
+    assert reason_for(sample_pdf(f"encrypted/{name}")) == "encrypted: password needed"
 
 
 @pytest.mark.parametrize("name", sorted(PASSWORDS))
 def test_encrypted_pdf_with_wrong_password(name):
-    assert reason_for(PDFS / "encrypted" / name, password="not-it") == "encrypted: wrong password"
+    reason = reason_for(sample_pdf(f"encrypted/{name}"), password="not-it")
+    assert reason == "encrypted: wrong password"
 
 
 @pytest.mark.parametrize("name", sorted(PASSWORDS))
 def test_encrypted_pdf_with_right_password(name):
     password, expected = PASSWORDS[name]
-    document = read_path(PDFS / "encrypted" / name, password=password)
+    document = read_path(sample_pdf(f"encrypted/{name}"), password=password)
     assert document.pages == 1
     assert [s.page for s in document.sections] == [1]
     assert expected in document.sections[0].text
@@ -278,29 +278,29 @@ def test_encrypted_pdf_with_right_password(name):
 
 @pytest.mark.parametrize("password", [None, ""])
 def test_encrypted_pdf_with_empty_user_password_opens_without_one(password):
-    document = read_path(PDFS / "encrypted" / "r2-empty-password.pdf", password=password)
+    document = read_path(sample_pdf("encrypted/r2-empty-password.pdf"), password=password)
     assert "pdf encryption test" in document.sections[0].text
 
 
 @pytest.mark.parametrize(
-    "path",
+    "name",
     [
-        PDFS / "scanned" / "c03-29.pdf",
-        PDFS / "scanned" / "francais.pdf",
-        PDFS / "scanned" / "linn.pdf",
-        PDFS / "scanned" / "skew.pdf",
-        PDFS / "broken" / "blank.pdf",
-        PDFS / "broken" / "no_contents.pdf",
-        PDFS / "broken" / "image-only-git.pdf",
+        "scanned/c03-29.pdf",
+        "scanned/francais.pdf",
+        "scanned/linn.pdf",
+        "scanned/skew.pdf",
+        "broken/blank.pdf",
+        "broken/no_contents.pdf",
+        "broken/image-only-git.pdf",
     ],
-    ids=lambda p: p.name,
+    ids=lambda name: name.split("/")[-1],
 )
-def test_pdf_without_text_layer_needs_ocr(path):
-    assert reason_for(path) == NO_TEXT
+def test_pdf_without_text_layer_needs_ocr(name):
+    assert reason_for(sample_pdf(name)) == NO_TEXT
 
 
 def test_partly_scanned_pdf_keeps_its_text_page_and_warns_about_the_rest():
-    document = read_path(PDFS / "scanned" / "multipage.pdf")
+    document = read_path(shared_data("pdfs/scanned/multipage.pdf"))
     assert document.pages == 6
     assert [s.page for s in document.sections] == [4]
     assert document.sections[0].text.strip()
@@ -308,6 +308,28 @@ def test_partly_scanned_pdf_keeps_its_text_page_and_warns_about_the_rest():
     warning = document.warnings[0]
     assert "5 of 6 pages" in warning
     assert warning.endswith("page 1, 2, 3, 5, 6")
+
+
+def test_text_page_among_pages_without_text_is_kept_and_the_rest_named():
+    """The same, on a PDF made here: a text page between scanned and blank ones."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    scan = PdfReader(sample_pdf("scanned/linn.pdf")).pages[0]
+    text = PdfReader(sample_pdf("text/crazyones.pdf")).pages[0]
+    writer.add_page(scan)
+    writer.add_blank_page(612, 792)
+    writer.add_page(text)
+    writer.add_page(scan)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    document = read_document("mixed.pdf", buffer.getvalue())
+    assert document.pages == 4
+    assert [s.page for s in document.sections] == [3]
+    assert "crazy ones" in document.sections[0].text
+    assert len(document.warnings) == 1
+    assert "3 of 4 pages" in document.warnings[0]
+    assert document.warnings[0].endswith("page 1, 2, 4")
 
 
 @pytest.mark.parametrize(
@@ -336,12 +358,14 @@ def test_binary_bytes_named_txt_are_rejected():
 
 
 @pytest.fixture(scope="module")
-def debian_chunks(real_embedder):  # type: ignore[no-untyped-def]
+def debian_chunks(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     from kbqa.ingest.chunking import ChunkerSettings, chunk_document
     from kbqa.ingest.types import document_id
 
-    data = DEBIAN_PDF.read_bytes()
-    document = read_document(str(DEBIAN_PDF), data)
+    path = shared_data(DEBIAN_PDF)  # skips before the model is loaded
+    real_embedder = request.getfixturevalue("real_embedder")
+    data = path.read_bytes()
+    document = read_document(str(path), data)
     settings = ChunkerSettings().fitted_to(real_embedder.max_tokens)
     chunks = chunk_document(document_id(data), document, real_embedder.count_tokens, settings)
     pages = {section.page: section.text for section in document.sections}
@@ -349,10 +373,11 @@ def debian_chunks(real_embedder):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.slow
-def test_debian_chunks_fit_the_embedder_and_spans_are_exact(debian_chunks, real_embedder):
+def test_debian_chunks_fit_the_embedder_and_spans_are_exact(debian_chunks, request):
     from kbqa.ingest.chunking import SPECIAL_TOKENS_MARGIN
 
     document, chunks, pages = debian_chunks
+    real_embedder = request.getfixturevalue("real_embedder")  # after debian_chunks' skip
     assert real_embedder.max_tokens == 256
     limit = real_embedder.max_tokens - SPECIAL_TOKENS_MARGIN
     assert document.pages == 272

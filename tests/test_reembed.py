@@ -12,6 +12,7 @@ from kbqa.errors import KnowledgeBaseError
 from kbqa.index.manifest import Manifest
 from kbqa.index.store import KnowledgeBaseStore
 from kbqa.qa.reembed import needs_reembedding, reembed
+from kbqa.qa.retrieval import make_retriever
 
 
 class OtherEmbedder(FakeEmbedder):
@@ -49,7 +50,7 @@ def test_every_chunk_moves_to_the_new_model_and_the_old_folder_goes(tmp_path: Pa
     after = {r.doc_id: [c.text for c in store.chunks_of(r.doc_id)] for r in store.documents()}
     assert after == before
     assert store.vector_count() == count
-    hits = store.search(other.embed_queries(["dogs bark"]), 1, ["dogs bark"])[0]
+    hits = make_retriever("hybrid", store, other).retrieve(["dogs bark"], 1)[0]
     assert "Dogs" in hits[0].chunk.text
     store.close()
     assert (folder / "originals" / "x.pdf").read_bytes() == b"%PDF"

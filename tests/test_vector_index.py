@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from kbqa.index.vectors import VectorIndex, plan_layout
+from kbqa.index.vectors import TRAINING_SEED, VectorIndex, _training_sample, plan_layout
 
 DIMENSION = 32
 LIMIT = 1_000  # flat up to here in these tests (kbqa's default is FLAT_LIMIT)
@@ -146,6 +147,59 @@ def test_save_and_load_keep_the_type_nprobe_and_results(tmp_path: Path, kind: st
         VectorIndex.load(path, DIMENSION + 1)
 
 
+def _old_constructor_index(kind: str, nlist: int) -> Any:
+    """An empty index as kbqa built it before it used ``faiss.index_factory``."""
+    import faiss
+
+    if kind == "flat":
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(DIMENSION))
+    index = faiss.IndexIVFScalarQuantizer(
+        faiss.IndexFlatIP(DIMENSION),
+        DIMENSION,
+        nlist,
+        faiss.ScalarQuantizer.QT_8bit,
+        faiss.METRIC_INNER_PRODUCT,
+    )
+    index.cp.seed = TRAINING_SEED
+    return index
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf-sq8"])
+def test_factory_indexes_match_old_snapshots_byte_for_byte_and_both_load(
+    tmp_path: Path, kind: str
+) -> None:
+    import faiss
+
+    data = _clustered(3_000, seed=10)
+    ids = np.arange(len(data), dtype=np.int64) + 5
+    queries = _clustered(20, seed=11)
+    new = VectorIndex.build(DIMENSION, len(data), lambda: [(ids, data)], kind=kind)  # type: ignore[arg-type]
+    old = _old_constructor_index(kind, new.layout.nlist)
+    if kind == "ivf-sq8":
+        sample = next(iter(_training_sample(lambda: [(ids, data)], len(data), new.layout)))[1]
+        old.train(sample)
+        old.nprobe = new.layout.nprobe
+    old.add_with_ids(data, ids)
+    path = tmp_path / "old.faiss"
+    faiss.write_index(old, str(path))
+    new.save(tmp_path / "new.faiss")
+    assert path.read_bytes() == (tmp_path / "new.faiss").read_bytes()
+
+    loaded = VectorIndex.load(path, DIMENSION, kind=kind)  # type: ignore[arg-type]
+    assert loaded.layout == new.layout and not loaded.needs_new_layout()
+    for before, after in zip(new.search(queries, 10), loaded.search(queries, 10), strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_indexes_kbqa_did_not_make_are_refused(tmp_path: Path) -> None:
+    import faiss
+
+    path = tmp_path / "l2.faiss"
+    faiss.write_index(faiss.IndexIDMap2(faiss.IndexFlatL2(DIMENSION)), str(path))
+    with pytest.raises(ValueError, match="unexpected faiss index"):
+        VectorIndex.load(path, DIMENSION)
+
+
 def _store_with_chunks(folder: Path, documents: int, per_document: int, flat_limit: int):  # type: ignore[no-untyped-def]
     from kbqa.index.manifest import Manifest
     from kbqa.index.store import KnowledgeBaseStore
@@ -204,12 +258,14 @@ def test_store_switches_to_ivf_as_documents_arrive_and_rebuilds_ivf_from_sqlite(
 
 
 def test_store_scores_are_exact_cosines_whatever_the_index(tmp_path: Path) -> None:
+    from kbqa.qa.retrieval import dense_search
+
     store = _store_with_chunks(tmp_path / "kb", documents=3, per_document=700, flat_limit=LIMIT)
     try:
         assert not store._vectors.exact
         rows = store._db.execute("SELECT vector FROM chunks ORDER BY row_id LIMIT 20").fetchall()
         queries = np.stack([np.frombuffer(r[0], dtype=np.float32) for r in rows])
-        for query, hits in zip(queries, store.search(queries, 5), strict=True):
+        for query, hits in zip(queries, dense_search(store, queries, 5), strict=True):
             assert hits[0].score == pytest.approx(1.0, abs=1e-5)  # itself, exactly
             assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
             stored = {

@@ -1,7 +1,10 @@
 """File readers: bytes in, a ``ParsedDocument`` out, or an ``IngestError``.
 
-One module per format; ``read_document`` picks one by file suffix. Readers get
-the bytes (already read and hashed by the caller) so a file is read once.
+One module per format; ``read_document`` picks one by the file's content
+(``sniff``), the suffix only hinting among text formats. Readers get the bytes
+(already read and hashed by the caller) so a file is read once, and the
+``ParseLimits`` they must stay within. ``ingest.isolation`` runs them in a child
+process; calling ``read_document`` directly parses in the calling process.
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ...errors import IngestError
+from ..limits import ParseLimits
 from ..types import ParsedDocument
+from .sniff import sniff_format
 
-Reader = Callable[[str, bytes, "str | None"], ParsedDocument]
+Reader = Callable[[str, bytes, "str | None", ParseLimits], ParsedDocument]
 
 SUFFIX_FORMATS = {
     ".pdf": "pdf",
@@ -55,20 +60,29 @@ def _reader(fmt: str) -> Reader:
 
 
 def read_document(
-    source: str, data: bytes, fmt: str | None = None, password: str | None = None
+    source: str,
+    data: bytes,
+    fmt: str | None = None,
+    password: str | None = None,
+    limits: ParseLimits | None = None,
 ) -> ParsedDocument:
     """Parse ``data`` (the bytes of ``source``) into sections of text.
 
+    ``fmt`` (default: from the suffix) is a hint: a supported suffix says the
+    file is meant as a document, its content says which reader reads it.
+
     Raises:
-        IngestError: unsupported type, empty file, unreadable or textless file.
+        IngestError: unsupported type, empty file, unreadable or textless file,
+            or a file over ``limits`` (``LimitExceeded``).
     """
-    fmt = fmt or format_of(source)
-    if fmt is None:
+    hint = fmt or format_of(source)
+    if hint is None:
         suffix = Path(source).suffix or "(no extension)"
         raise IngestError(source, f"unsupported file type {suffix}")
     if not data:
         raise IngestError(source, "empty file")
-    document = _reader(fmt)(source, data, password)
+    fmt = sniff_format(source, data, hint)
+    document = _reader(fmt)(source, data, password, limits or ParseLimits())
     if not any(section.text.strip() for section in document.sections):
         raise IngestError(source, "no text found in the file")
     return document

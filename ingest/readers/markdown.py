@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from markdown_it import MarkdownIt
 
+from ..limits import CharBudget, ParseLimits
 from ..types import ParsedDocument, Section
 from .text import decode_text
 
 
-def read_markdown(source: str, data: bytes, password: str | None = None) -> ParsedDocument:
+def read_markdown(
+    source: str, data: bytes, password: str | None = None, limits: ParseLimits | None = None
+) -> ParsedDocument:
     text = decode_text(source, data)
+    CharBudget(source, limits or ParseLimits()).add(len(text))
     lines = text.splitlines(keepends=True)
     line_offsets = [0]
     for line in lines:

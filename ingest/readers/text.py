@@ -7,6 +7,7 @@ import codecs
 from charset_normalizer import from_bytes
 
 from ...errors import IngestError
+from ..limits import CharBudget, ParseLimits
 from ..types import ParsedDocument, Section
 
 # kbqa reads Spanish and English: among legacy 8-bit encodings, Western European
@@ -38,8 +39,11 @@ def decode_text(source: str, data: bytes) -> str:
     return str(best)
 
 
-def read_text(source: str, data: bytes, password: str | None = None) -> ParsedDocument:
+def read_text(
+    source: str, data: bytes, password: str | None = None, limits: ParseLimits | None = None
+) -> ParsedDocument:
     text = decode_text(source, data)
+    CharBudget(source, limits or ParseLimits()).add(len(text))
     if "\x00" in text:
         raise IngestError(source, "binary content, not text")
     return ParsedDocument(source=source, format="text", pages=1, sections=(Section(text, None, 0),))
