@@ -147,7 +147,7 @@ def _answer(slot, exchange: Exchange, earlier: list[Exchange], asker: Asker) -> 
 
 def _finished(exchange: Exchange, latest: bool) -> None:
     if exchange.error:
-        st.error(exchange.error)
+        st.error(md_escape(exchange.error))
     else:
         answer_body(exchange, latest)
 

@@ -158,3 +158,9 @@ def default_llm():  # type: ignore[no-untyped-def]
     generator = TransformersGenerator(settings.llm_model, settings.cache_dir)
     generator.load()
     return generator
+
+
+def stored_vector(store, chunk_id: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """A chunk's float32 vector as the knowledge base stored it (the source of truth)."""
+    row = store._db.execute("SELECT vector FROM chunks WHERE chunk_id = ?", (chunk_id,)).fetchone()
+    return np.frombuffer(row[0], dtype=np.float32)

@@ -289,11 +289,18 @@ def test_identical_bytes_at_two_paths_are_stored_once(tmp_path):
     assert_index_consistent(kb)
 
 
+def _folder(path: Path, **texts: str) -> Path:
+    """A folder holding ``name.txt`` files with the given texts."""
+    path.mkdir()
+    for name, text in texts.items():
+        (path / f"{name}.txt").write_text(text)
+    return path
+
+
 def test_file_rewritten_with_another_files_bytes_drops_its_old_text(tmp_path):
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "a.txt").write_text("alpha content about zebras")
-    (docs / "b.txt").write_text("beta content about giraffes")
+    docs = _folder(
+        tmp_path / "docs", a="alpha content about zebras", b="beta content about giraffes"
+    )
     kb = make_kb(tmp_path / "kb")
     kb.add([docs])
     (docs / "a.txt").write_text("beta content about giraffes")
@@ -302,10 +309,9 @@ def test_file_rewritten_with_another_files_bytes_drops_its_old_text(tmp_path):
 
 
 def test_sync_keeps_content_of_a_surviving_duplicate(tmp_path):
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "a.txt").write_text("shared content about okapis")
-    (docs / "b.txt").write_text("shared content about okapis")
+    docs = _folder(
+        tmp_path / "docs", a="shared content about okapis", b="shared content about okapis"
+    )
     kb = make_kb(tmp_path / "kb")
     kb.add([docs], sync=True)
     (docs / "a.txt").unlink()

@@ -5,9 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import FakeEmbedder, make_kb
+from conftest import FakeEmbedder, make_kb, stored_vector
 
 from kbqa.index.store import Hit, KnowledgeBaseStore
 from kbqa.ingest.types import Chunk
@@ -203,14 +202,7 @@ def test_vectors_are_scored_from_sqlite_not_faiss(kb) -> None:  # type: ignore[n
     ranking = store.dense_ranking(query[None, :], 10)[0]
     hits = store.hits(list(reversed(ranking)) + [10**9], query)  # order kept, unknown ids skipped
     assert [h.chunk.id for h in hits] == [h.chunk.id for h in reversed(store.hits(ranking, query))]
-    stored = {
-        h.chunk.id: np.frombuffer(
-            store._db.execute(
-                "SELECT vector FROM chunks WHERE chunk_id = ?", (h.chunk.id,)
-            ).fetchone()[0],
-            dtype=np.float32,
-        )
-        for h in hits
-    }
     for hit in hits:
-        assert hit.score == pytest.approx(float(stored[hit.chunk.id] @ query), abs=1e-7)
+        assert hit.score == pytest.approx(
+            float(stored_vector(store, hit.chunk.id) @ query), abs=1e-7
+        )

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import stored_vector
 
 from kbqa.index.vectors import TRAINING_SEED, VectorIndex, _training_sample, plan_layout
 
@@ -268,16 +269,8 @@ def test_store_scores_are_exact_cosines_whatever_the_index(tmp_path: Path) -> No
         for query, hits in zip(queries, dense_search(store, queries, 5), strict=True):
             assert hits[0].score == pytest.approx(1.0, abs=1e-5)  # itself, exactly
             assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-            stored = {
-                h.chunk.id: np.frombuffer(
-                    store._db.execute(
-                        "SELECT vector FROM chunks WHERE chunk_id = ?", (h.chunk.id,)
-                    ).fetchone()[0],
-                    dtype=np.float32,
-                )
-                for h in hits
-            }
             for hit in hits:
-                assert hit.score == pytest.approx(float(stored[hit.chunk.id] @ query), abs=1e-6)
+                stored = stored_vector(store, hit.chunk.id)
+                assert hit.score == pytest.approx(float(stored @ query), abs=1e-6)
     finally:
         store.close()

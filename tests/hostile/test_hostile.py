@@ -338,3 +338,26 @@ def test_one_reading_process_serves_a_batch_and_is_replaced_after_a_timeout():
             worker.read("bomb.pdf", g.flate_bomb_pdf(400), "pdf")
         assert worker.read("after.md", b"# After\n\nstill reading", "markdown").title == "After"
         assert worker.started == 2
+
+
+def test_limits_come_from_the_settings(monkeypatch, tmp_path):
+    from kbqa.qa.knowledge_base import KnowledgeBase
+    from kbqa.qa.settings import load_settings
+
+    from .conftest import FakeEmbedder, ScriptedGenerator
+
+    for name, value in {
+        "KBQA_MAX_DECOMPRESSED_MB": "20",
+        "KBQA_MAX_CHARS": "1000",
+        "KBQA_MAX_PAGE_CHARS": "100",
+        "KBQA_PARSE_SECONDS": "7.5",
+        "KBQA_PARSE_MEMORY_MB": "512",
+        "KBQA_MAX_PAGE_PIXELS": "1000000",
+    }.items():
+        monkeypatch.setenv(name, value)
+    expected = ParseLimits(20 * MB, 1000, 100, 7.5, 512 * MB, 1_000_000)
+    assert ParseLimits.from_settings(load_settings()) == expected
+    kb = KnowledgeBase.open(tmp_path / "kb", embedder=FakeEmbedder(), generator=ScriptedGenerator())
+    assert kb.limits == expected
+    report = kb.add_texts([("long.txt", "word " * 300)])
+    assert report.failed[0].reason.startswith("over the 1,000-character limit (KBQA_MAX_CHARS)")
