@@ -16,7 +16,7 @@ from ..qa.citations import render_markers
 from ..qa.followup import Rewrite, Turn, rewrite_followup
 from ..qa.knowledge_base import KnowledgeBase
 from . import originals
-from .highlight import cited_spans, passage_html, sentences_citing
+from .highlight import highlight_spans, passage_html
 from .pdfpage import Mark, render_page
 from .state import Models
 
@@ -202,11 +202,8 @@ def source_card(citation: Citation, exchange: Exchange, highlight: bool, picture
         unsafe_allow_html=True,
     )
     question = exchange.rewrite.standalone if exchange.rewrite else exchange.question
-    spans = (
-        cited_spans(citation.text, sentences_citing(answer.text, citation.number), question)
-        if highlight
-        else []
-    )
+    # The answer's exact quotes from this passage (an estimate for answers without quotes).
+    spans = highlight_spans(answer, citation, question) if highlight else []
     text = f'<div class="kbqa-passage">{passage_html(citation.text, spans)}</div>'
     png = page_picture(exchange.kb, citation, spans) if picture else None
     if png is None:

@@ -1,9 +1,10 @@
 """Which part of a cited passage the answer rests on, and the passage as HTML.
 
-The answer cites whole passages (``[n]``); the span worth highlighting inside
-one is the sentence (or sentences) sharing the most content words with the
-answer's sentences that cite it. Everything is escaped: passages are
-document text, never markup.
+An answer carries exact quotes (``Answer.quotes``, ``qa/quotes.py``): the spans
+highlighted in a cited passage are its quotes, nothing else. An answer without
+quotes (one made before quotes existed) falls back to an estimate: the sentence
+(or sentences) sharing the most content words with the answer's sentences that
+cite the passage. Everything is escaped: passages are document text, never markup.
 """
 
 from __future__ import annotations
@@ -12,15 +13,36 @@ import html
 import re
 from collections.abc import Sequence
 
+from ..qa.answer import Answer, Citation
 from ..qa.citations import cited_numbers, strip_markers
 from ..qa.grounding import content_words
+from ..qa.quotes import sentence_spans
 
-_BOUNDARY = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
 _ANSWER_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 # A passage sentence is highlighted when it shares this many content words with
 # the answer and at least this share of the best sentence's overlap.
 MIN_SHARED_WORDS = 2
 NEAR_BEST = 0.6
+
+
+def highlight_spans(
+    answer: Answer, citation: Citation, question: str = ""
+) -> list[tuple[int, int]]:
+    """Spans of ``citation.text`` to mark: the answer's quotes from it, merged.
+
+    For an answer without quotes, the estimate of ``cited_spans``.
+    """
+    if answer.quotes:
+        return _merge(
+            citation.text,
+            [
+                (q.start, q.end)
+                for q in answer.quotes
+                if q.number == citation.number and q.chunk_id == citation.chunk_id
+            ],
+            overlapping_only=True,
+        )
+    return cited_spans(citation.text, sentences_citing(answer.text, citation.number), question)
 
 
 def sentences_citing(answer_text: str, number: int) -> list[str]:
@@ -60,29 +82,18 @@ def cited_spans(passage: str, claims: Sequence[str], question: str = "") -> list
     return _merge(passage, chosen)
 
 
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Sentences (ended by . ! ? or a blank line) as spans without surrounding space."""
-    spans = []
-    start = 0
-    for boundary in [*_BOUNDARY.finditer(text), None]:
-        end = boundary.start() if boundary else len(text)
-        left, right = start, end
-        while left < right and text[left].isspace():
-            left += 1
-        while right > left and text[right - 1].isspace():
-            right -= 1
-        if left < right:
-            spans.append((left, right))
-        start = boundary.end() if boundary else end
-    return spans
-
-
-def _merge(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Neighbouring spans separated by white space only become one."""
+def _merge(
+    text: str, spans: list[tuple[int, int]], overlapping_only: bool = False
+) -> list[tuple[int, int]]:
+    """Overlapping spans become one, and (unless ``overlapping_only``) neighbouring spans
+    separated by white space only."""
     merged: list[tuple[int, int]] = []
     for start, end in sorted(spans):
-        if merged and not text[merged[-1][1] : start].strip():
-            merged[-1] = (merged[-1][0], end)
+        if merged and (
+            start <= merged[-1][1]
+            or (not overlapping_only and not text[merged[-1][1] : start].strip())
+        ):
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
         else:
             merged.append((start, end))
     return merged

@@ -52,6 +52,28 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class Quote:
+    """Words of a cited passage, verbatim, that one sentence of the answer rests on.
+
+    ``start``/``end`` index the passage's stored text (``Citation.text``), so
+    ``citation.text[start:end] == text``; ``doc_start``/``doc_end`` are the same
+    span in the document (or PDF page) text, ``Citation.start`` + offset, which is
+    what the page picture marks. ``sentence`` is the 0-based index of the answer
+    sentence it supports (``claim``, without markers) among the reply's sentences.
+    """
+
+    number: int  # the citation's [n]
+    chunk_id: str
+    text: str
+    start: int
+    end: int
+    doc_start: int
+    doc_end: int
+    sentence: int
+    claim: str
+
+
+@dataclass(frozen=True)
 class Timings:
     retrieve_s: float
     prompt_tokens: int
@@ -66,7 +88,9 @@ class Answer:
 
     ``text`` is the answer with ``[n]`` markers; ``citations`` holds only the
     passages it cites; ``passages`` all those the model saw (or, when nothing
-    was close enough, the closest found).
+    was close enough, the closest found); ``quotes`` the exact words of the cited
+    passages each sentence rests on (every answer not refused has at least one,
+    and a sentence's markers name exactly the passages of its quotes).
     """
 
     question: str
@@ -79,9 +103,11 @@ class Answer:
     context_tokens: int = 0
     passages_dropped: int = 0
     reply: str = ""  # the model's own words, before citation markers or a refusal verdict
+    quotes: tuple[Quote, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["citations"] = [dict(asdict(c), name=c.name) for c in self.citations]
         data["passages"] = [dict(asdict(c), name=c.name) for c in self.passages]
+        data["quotes"] = [asdict(q) for q in self.quotes]
         return data

@@ -243,10 +243,25 @@ def _stream_answer(kb, question: str, k: int | None):  # type: ignore[no-untyped
         say("\nSources:")
         for citation in answer.citations:
             say(f"  {citation.label()} (score {citation.score:.2f})")
-            say(f"      {_snippet(citation.text, focus=answer.reply)}")
+            quoted = _quoted(answer, citation.number)
+            say(
+                f"      {quoted}"
+                if quoted
+                else f"      {_snippet(citation.text, focus=answer.reply)}"
+            )
     else:
         say("\n(the model cited no passage; check the answer against the sources: /sources)")
     return answer
+
+
+def _quoted(answer: Answer, number: int) -> str:
+    """The answer's quotes from passage ``[number]``, each in “…”, on one line."""
+    seen: list[str] = []
+    for quote in answer.quotes:
+        text = " ".join(quote.text.split())
+        if quote.number == number and text not in seen:
+            seen.append(text)
+    return " ".join(f"“{text}”" for text in seen)
 
 
 def _chat(args: argparse.Namespace) -> int:
@@ -270,6 +285,9 @@ def _chat(args: argparse.Namespace) -> int:
             for passage in last.passages if last else []:
                 say(f"{passage.label()} (score {passage.score:.2f})")
                 say(f"    {_snippet(passage.text, 300)}")
+                quoted = _quoted(last, passage.number) if last else ""
+                if quoted:
+                    say(f"    quoted: {quoted}")
             continue
         last = _stream_answer(kb, question, None)
 

@@ -25,12 +25,12 @@ MIN_SUPPORT = 0.6
 
 
 # "175 000", "175,000" and "175.000" are one number, not two words.
-_DIGIT_GROUPS = re.compile(r"(?<=\d)[ ,.\u00a0\u202f](?=\d{3}\b)")
+DIGIT_GROUPS = re.compile(r"(?<=\d)[ ,.\u00a0\u202f](?=\d{3}\b)")
 
 
 def content_words(text: str) -> set[str]:
     """Lower-cased, accent-folded words that carry meaning (numbers included)."""
-    folded = fold_accents(_DIGIT_GROUPS.sub("", text.lower()))
+    folded = fold_accents(DIGIT_GROUPS.sub("", text.lower()))
     return {w for w in _WORD.findall(folded) if w not in STOP_WORDS and (len(w) > 2 or w.isdigit())}
 
 
@@ -45,12 +45,17 @@ def support(reply: str, question: str, passages: Sequence[str]) -> float:
     return len(claimed & available) / len(claimed)
 
 
+def sentences(reply: str) -> list[str]:
+    """The reply's sentences (ended by . ! ? and white space, or a line break), as written."""
+    return [s for s in _SENTENCE_END.split(reply) if s.strip()]
+
+
 def attribute(reply: str, question: str, passages: Sequence[str]) -> list[tuple[str, list[int]]]:
     """Each sentence of the reply with the 1-based numbers of the passages it draws on."""
     passage_words = [content_words(p) for p in passages]
     asked = content_words(question)
     result = []
-    for sentence in (s for s in _SENTENCE_END.split(reply) if s.strip()):
+    for sentence in sentences(reply):
         words = content_words(strip_markers(sentence, " "))
         # Words repeated from the question say nothing about where the answer came from,
         # unless the sentence consists of nothing else.

@@ -77,7 +77,7 @@ _INSTRUCTION = re.compile("|".join(f"(?:{p})" for p in _INSTRUCTION_PATTERNS), r
 _SPECIAL_TOKEN = re.compile(r"<\|([^|<>\s]{1,40})\|>|\[(/?INST)\]|<<(/?SYS)>>", re.IGNORECASE)
 
 # Sentences and lines: an instruction is removed with its whole sentence.
-_PIECE = re.compile(r"(?:[^.!?\n]|[.!?](?![\s\"')\]]|$))*(?:[.!?]+|\n|$)")
+SENTENCE_PIECE = re.compile(r"(?:[^.!?\n]|[.!?](?![\s\"')\]]|$))*(?:[.!?]+|\n|$)")
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def clean_passage(text: str) -> CleanedPassage:
     """The passage with its instruction-like sentences replaced by ``[…]``."""
     kept: list[str] = []
     removed: list[str] = []
-    for match in _PIECE.finditer(text):
+    for match in SENTENCE_PIECE.finditer(text):
         piece = match.group(0)
         if piece.strip() and is_instruction(piece):
             removed.append(piece.strip())

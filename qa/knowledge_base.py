@@ -34,6 +34,7 @@ from .prompting import (
     parse_citations,
     passage_text,
 )
+from .quotes import quote_reply
 from .retrieval import make_retriever, too_far
 from .settings import Settings, load_settings
 
@@ -338,10 +339,14 @@ class AnswerStream:
         if not refused and grounding.support(reply, self.question, texts) < grounding.MIN_SUPPORT:
             log.info("reply not supported by the passages, refusing: %r", reply)
             refused = True
-        text = (
-            REFUSALS[language] if refused else grounding.with_markers(reply, self.question, texts)
-        )
-        citations = () if refused else parse_citations(text, packed.hits)
+        quoting = None if refused else quote_reply(reply, self.question, packed.hits)
+        if quoting is not None and not quoting.grounded:
+            # Its words are in the passages, but not together where a quote can show them.
+            log.info("reply cannot be quoted from the passages, refusing: %r", reply)
+            refused, quoting = True, None
+        # Markers, citations and quotes agree: each sentence cites the passages it quotes.
+        text = REFUSALS[language] if quoting is None else quoting.text
+        citations = () if quoting is None else parse_citations(text, packed.hits)
         timings = Timings(
             retrieve_s,
             packed.prompt_tokens,
@@ -361,6 +366,7 @@ class AnswerStream:
             packed.context_tokens,
             packed.dropped,
             reply,
+            () if quoting is None else quoting.quotes,
         )
 
 
