@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..text import fold_accents
 
@@ -102,8 +103,13 @@ def defuse_special_tokens(text: str) -> str:
     )
 
 
+@lru_cache(maxsize=512)
 def clean_passage(text: str) -> CleanedPassage:
-    """The passage with its instruction-like sentences replaced by ``[…]``."""
+    """The passage with its instruction-like sentences replaced by ``[…]``.
+
+    Cached: packing a prompt rebuilds it once per candidate passage, and the
+    grounding and quote steps read the same passages again.
+    """
     kept: list[str] = []
     removed: list[str] = []
     for match in SENTENCE_PIECE.finditer(text):
