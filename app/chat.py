@@ -163,9 +163,12 @@ def answer_body(exchange: Exchange, latest: bool) -> None:
         shown = answer.passages[:CLOSEST_SHOWN]
         if shown:
             with st.expander(f"Closest passages found · {len(shown)}", expanded=False):
+                why = answer.answerability.reason if answer.answerability else ""
                 st.caption(
-                    "None of these was close enough to answer from; they are what the "
-                    "search found nearest to the question."
+                    md_escape(f"Why not answered: {why}.")
+                    if why
+                    else "None of these was close enough to answer from; they are what "
+                    "the search found nearest to the question."
                 )
                 for passage in shown:
                     source_card(passage, exchange, highlight=False, picture=False)
@@ -261,8 +264,8 @@ def details(exchange: Exchange) -> None:
             )
         if answer.refused and answer.reply and answer.reply != answer.text:
             st.markdown(
-                f"<div><b>The model's draft was set aside</b> (its words are not in the "
-                f"passages): <i>{plain_html(answer.reply)}</i></div>",
+                f"<div><b>The model's draft was set aside</b> "
+                f"({plain_html(why_set_aside(answer))}): <i>{plain_html(answer.reply)}</i></div>",
                 unsafe_allow_html=True,
             )
         cited = {c.chunk_id for c in answer.citations}
@@ -317,3 +320,10 @@ def answer_html(text: str, cursor: bool = False) -> str:
     )
     tail = f'<span class="kbqa-cursor">{CURSOR}</span>' if cursor else ""
     return f'<div class="kbqa-answer">{marked}{tail}</div>'
+
+
+def why_set_aside(answer: Answer) -> str:
+    """Why a draft reply was not shown as the answer, in words."""
+    if answer.answerability is not None and answer.answerability.reason:
+        return answer.answerability.reason
+    return "its words are not in the passages"

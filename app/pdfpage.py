@@ -8,6 +8,14 @@ rendered picture (crop box and rotation included). When the page text does
 not match the stored passage (the file changed, or pypdf read it), the
 passage's opening words are searched for instead.
 
+Pages whose text came from OCR have no text layer to ask: they are read
+again, drawn exactly as ingest drew them (``render_for_ocr``) and by the same
+Tesseract, which gives the same text, and the marks go on the boxes of the
+words they cover. Re-reading costs a few seconds per picture (the app caches
+pictures), where storing every word's box would grow each knowledge base and
+tie it to one drawing of the page; a page whose text no longer matches (another
+Tesseract version) is searched for the passage's opening words instead.
+
 A PDF is untrusted input and a page can be absurd (612 × 200,000 pt is 747
 bytes, and at 1,200 px wide 470 M pixels: over 8 GB in the app's server with
 the copies drawing makes), so pictures are drawn in the reading
@@ -33,7 +41,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import IngestError
 from ..ingest.isolation import ParseWorker, WorkerFailure
 from ..ingest.limits import ParseLimits
-from ..ingest.readers.pdf import check_streams
+from ..ingest.readers.ocr import OcrText, OcrUnavailable, recognize, tesseract_languages
+from ..ingest.readers.pdf import check_streams, needs_ocr, render_for_ocr
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -125,6 +134,7 @@ def render_request(
             int(args["width_px"]),
             bool(args["crop"]),
             limits.max_page_pixels,
+            limits.ocr_seconds_per_page,
         )
     except (ValueError, OSError) as error:
         raise IngestError(source, str(error)) from None
@@ -152,6 +162,7 @@ def _render(
     width_px: int,
     crop: bool,
     max_pixels: int,
+    ocr_seconds: float = 60.0,
 ) -> PagePicture:
     import pypdfium2 as pdfium
     from PIL import Image, ImageDraw
@@ -169,6 +180,8 @@ def _render(
         picture = bitmap.to_pil().convert("RGBA")
         textpage = page.get_textpage()
         boxes = _mark_boxes(page, textpage, picture.size, passage, marks)
+        if not boxes and needs_ocr(page, textpage.get_text_range()):
+            boxes = _ocr_boxes(page, picture.size, passage, marks, max_pixels, ocr_seconds)
         textpage.close()
         page.close()
     except pdfium.PdfiumError as error:
@@ -289,6 +302,76 @@ def _mark_boxes(
             x1, y1 = _to_device(page, size, right, bottom)
             boxes.append(((min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)), cited))
     return boxes
+
+
+def _ocr_boxes(
+    page: object,
+    size: tuple[int, int],
+    passage: str,
+    marks: Sequence[Mark],
+    max_pixels: int,
+    seconds: float,
+) -> list[tuple[tuple[int, int, int, int], bool]]:
+    """Marks on an OCR'd page: the page read again as ingest read it, words' boxes scaled."""
+    try:
+        languages = tesseract_languages()
+        picture, dpi = render_for_ocr(page, max_pixels)
+        ocr = recognize(picture, languages, seconds, dpi)
+    except (OcrUnavailable, RuntimeError, OSError, ValueError) as error:
+        log.info("no OCR boxes for the page picture: %s", error)
+        return []
+    return ocr_mark_boxes(ocr, size, passage, marks)
+
+
+def ocr_mark_boxes(
+    ocr: OcrText, size: tuple[int, int], passage: str, marks: Sequence[Mark]
+) -> list[tuple[tuple[int, int, int, int], bool]]:
+    """The boxes, on a picture of ``size``, of the OCR'd words each mark covers.
+
+    Words on one line are joined into one box. When the OCR text does not hold
+    ``passage`` at the marks' offsets, its opening words are searched for.
+    """
+    ranges = [(m.start, m.end, m.cited) for m in marks]
+    if not marks or ocr.text[marks[0].start : marks[0].end] != passage:
+        found = _search_text(ocr.text, passage)
+        ranges = [(found[0], found[1], False)] if found else []
+    sx, sy = size[0] / max(1, ocr.size[0]), size[1] / max(1, ocr.size[1])
+    boxes: list[tuple[tuple[int, int, int, int], bool]] = []
+    for start, end, cited in ranges:
+        line: list[int] | None = None
+        last_end = -1
+        for word in ocr.words:
+            if word.end <= start or word.start >= end:
+                continue
+            same_line = line is not None and ocr.text[last_end : word.start] == " "
+            if line is not None and same_line:
+                line = [min(line[0], word.box[0]), min(line[1], word.box[1]),
+                        max(line[2], word.box[2]), max(line[3], word.box[3])]  # fmt: skip
+            else:
+                if line is not None:
+                    boxes.append((_scaled(line, sx, sy), cited))
+                line = list(word.box)
+            last_end = word.end
+        if line is not None:
+            boxes.append((_scaled(line, sx, sy), cited))
+    return boxes
+
+
+def _scaled(box: Sequence[int], sx: float, sy: float) -> tuple[int, int, int, int]:
+    return (round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy))
+
+
+def _search_text(text: str, passage: str) -> tuple[int, int] | None:
+    """Where the passage's opening words are in ``text``, whatever spaces separate them."""
+    import re
+
+    words = passage.split()[:SEARCH_WORDS]
+    if not words:
+        return None
+    found = re.search(r"\s+".join(map(re.escape, words)), text, re.IGNORECASE)
+    if found is None:
+        return None
+    return found.start(), min(len(text), found.start() + len(passage))
 
 
 def _search(textpage: object, passage: str) -> tuple[int, int] | None:

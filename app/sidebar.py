@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from ..errors import KbqaError
-from ..ingest.readers import SUFFIX_FORMATS
+from ..ingest.readers import PAGED_FORMATS, SUFFIX_FORMATS, format_of
 from ..ingest.types import DocumentRecord
 from ..qa.knowledge_base import KnowledgeBase
 from ..qa.settings import Settings
@@ -80,7 +80,8 @@ def upload(kb_folder: Path, config: Settings, models: state.Models) -> None:
         accept_multiple_files=True,
         key=f"uploader-{counter}",
         max_upload_size=max(1, math.ceil(limit_mb)),
-        help=f"PDF, Word (.docx), HTML, Markdown or text; up to {limit_mb:g} MB per file.",
+        help=f"PDF, Word (.docx), HTML, Markdown, text, or images (PNG, JPEG, TIFF: read "
+        f"by OCR, as are scanned PDF pages); up to {limit_mb:g} MB per file.",
     )
     if files:
         queue = state.ingest_queue()
@@ -134,7 +135,7 @@ def _task_line(box, task: FileTask, kb_folder: Path, config: Settings) -> None: 
     elif task.state == "queued":
         detail = "waiting"
     elif task.state in ("added", "updated"):
-        paged = "pdf" if task.name.lower().endswith(".pdf") else ""
+        paged = format_of(task.name) or ""
         detail = f"{task.state} · {_extent(paged, task.pages, task.chunks)}"
         detail += f" · {task.seconds:.1f} s"
     elif task.state == "unchanged":
@@ -188,9 +189,11 @@ def _document_row(area, kb: KnowledgeBase, record: DocumentRecord, busy: bool) -
     confirming = st.session_state.get("confirm_delete") == record.doc_id
     row = area.container(border=confirming)
     name_col, button_col = row.columns([0.84, 0.16], vertical_alignment="center")
+    # Pages read by OCR, and how sure Tesseract was: a low confidence warns of misread text.
+    ocr = f" · {_md(record.ocr_summary())}" if record.ocr_pages else ""
     name_col.markdown(
         f"{_format_icon(record.format)} **{_md(record.name)}**  \n"
-        f":small[:gray[{_extent(record.format, record.pages, record.chunks)} · "
+        f":small[:gray[{_extent(record.format, record.pages, record.chunks)}{ocr} · "
         f"{_when(record.added_at)}]]"
     )
     if not confirming:
@@ -232,7 +235,7 @@ def models_panel(config: Settings, kb: KnowledgeBase, models: state.Models) -> N
             status = "failed to load"
         st.markdown(
             f"**Embeddings** · `{config.embedding_model}`  \n"
-            f"**LLM** · `{config.llm_model}` ({status})  \n"
+            f"**LLM** · `{kb.generator.name}` ({status})  \n"
             f"**Device** · `{config.device}` ({config.precision}) · "
             f"**retrieval** `{config.retrieval}`  \n"
             f"**Context budget** · {config.context_tokens} tokens · "
@@ -276,9 +279,9 @@ def last_answer_panel(answer) -> None:  # type: ignore[no-untyped-def]
 
 
 def _extent(fmt: str, pages: int, chunks: int) -> str:
-    """``3 pages · 12 passages`` for PDFs; other formats have no real pages."""
+    """``3 pages · 12 passages`` for PDFs and images; other formats have no real pages."""
     passages = _count(chunks, "passage")
-    return f"{_count(pages, 'page')} · {passages}" if fmt == "pdf" else passages
+    return f"{_count(pages, 'page')} · {passages}" if fmt in PAGED_FORMATS else passages
 
 
 def _count(n: int, noun: str) -> str:
@@ -304,4 +307,5 @@ def _format_icon(fmt: str) -> str:
         "docx": ":material/description:",
         "html": ":material/language:",
         "markdown": ":material/article:",
+        "image": ":material/image:",
     }.get(fmt, ":material/notes:")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import KnowledgeBaseError
-from ..ingest.types import Chunk, DocumentRecord
+from ..ingest.types import OCR, TEXT_LAYER, Chunk, DocumentRecord, PageOcr
 from .lexical import FTS_SCHEMA, keyword_query
 from .manifest import MANIFEST_NAME, Manifest
 from .vectors import FLAT_LIMIT, VectorIndex
@@ -58,6 +58,14 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(doc_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('generation', '0');
+-- Pages whose text came from OCR (the others from their text layer); created
+-- empty when a knowledge base from before OCR is opened, which is just right.
+CREATE TABLE IF NOT EXISTS ocr_pages (
+    doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
+    page INTEGER NOT NULL,
+    confidence REAL NOT NULL,
+    PRIMARY KEY (doc_id, page)
+);
 """
 
 
@@ -127,7 +135,12 @@ class KnowledgeBaseStore:
             rows = self._db.execute(
                 f"SELECT {_DOC_COLUMNS} FROM documents ORDER BY name, source"
             ).fetchall()
-        return [_document(row) for row in rows]
+            ocr: dict[str, list[PageOcr]] = {}
+            for doc_id, page, confidence in self._db.execute(
+                "SELECT doc_id, page, confidence FROM ocr_pages ORDER BY doc_id, page"
+            ):
+                ocr.setdefault(doc_id, []).append(PageOcr(page, confidence))
+        return [_document(row, ocr.get(row[0], ())) for row in rows]
 
     def document_by_source(self, source: str) -> DocumentRecord | None:
         return self._one_document("source = ?", source)
@@ -246,11 +259,14 @@ class KnowledgeBaseStore:
     def replace_document(
         self, record: DocumentRecord, chunks: Sequence[Chunk], vectors: np.ndarray
     ) -> None:
-        """Store a document and its chunks, replacing whatever had its source or id."""
+        """Store a document and its chunks, replacing whatever had its source or id.
+
+        Raises:
+            KnowledgeBaseError: the vectors do not fit the chunks or this knowledge
+                base's dimension (checked before anything is written).
+        """
         self._require_writing()
-        if len(chunks) != len(vectors):
-            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        vectors = self._checked_vectors(record, len(chunks), vectors)
         with self._mutex, self._db:
             _, old_ids = self._delete_rows(
                 "SELECT doc_id FROM documents WHERE source = ? OR doc_id = ?",
@@ -269,6 +285,10 @@ class KnowledgeBaseStore:
                     record.size_bytes,
                     record.added_at,
                 ),
+            )
+            self._db.executemany(
+                "INSERT INTO ocr_pages (doc_id, page, confidence) VALUES (?, ?, ?)",
+                [(record.doc_id, p.page, p.confidence) for p in record.ocr_pages],
             )
             new_ids = []
             for chunk, vector in zip(chunks, vectors, strict=True):
@@ -331,6 +351,7 @@ class KnowledgeBaseStore:
                 (doc_id,),
             )
             self._db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+            self._db.execute("DELETE FROM ocr_pages WHERE doc_id = ?", (doc_id,))
             self._db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
         return doc_ids, row_ids
 
@@ -354,12 +375,52 @@ class KnowledgeBaseStore:
         if not self._writing:
             raise RuntimeError("writes need `with store.writing():`")
 
+    def _checked_vectors(
+        self, record: DocumentRecord, count: int, vectors: np.ndarray
+    ) -> np.ndarray:
+        """``vectors`` as float32 rows, one per chunk, of the manifest's dimension.
+
+        Checked before the transaction: SQLite commits a document before the vector
+        index is updated, so a wrong-sized vector would otherwise be committed and
+        only then fail the index update, leaving the two disagreeing.
+        """
+        dimension = self.manifest.embedding_dimension
+        where = f"{record.name} ({record.source})"
+        try:
+            array = np.ascontiguousarray(vectors, dtype=np.float32)
+        except (TypeError, ValueError) as error:
+            raise KnowledgeBaseError(f"{where}: vectors are not numbers ({error})") from None
+        if count == 0 and array.size == 0:
+            return array.reshape(0, dimension)
+        if array.ndim != 2 or array.shape[0] != count:
+            raise KnowledgeBaseError(
+                f"{where}: {count} chunks but vectors shaped {array.shape}; "
+                f"expected ({count}, {dimension})"
+            )
+        if array.shape[1] != dimension:
+            raise KnowledgeBaseError(
+                f"{where}: vectors of dimension {array.shape[1]}, but this knowledge base "
+                f"holds {self.manifest.embedding_model} vectors of dimension {dimension}"
+            )
+        if not np.isfinite(array).all():
+            raise KnowledgeBaseError(f"{where}: vectors hold NaN or infinite values")
+        return array
+
     def _one_document(self, where: str, value: str) -> DocumentRecord | None:
         with self._mutex:
             row = self._db.execute(
                 f"SELECT {_DOC_COLUMNS} FROM documents WHERE {where}", (value,)
             ).fetchone()
-        return _document(row) if row else None
+            if not row:
+                return None
+            ocr = [
+                PageOcr(page, confidence)
+                for page, confidence in self._db.execute(
+                    "SELECT page, confidence FROM ocr_pages WHERE doc_id = ? ORDER BY page",
+                    (row[0],),
+                )
+            ]
+        return _document(row, ocr)
 
     def _refresh(self) -> None:
         """Bring the in-memory vectors up to the database's generation."""
@@ -454,14 +515,21 @@ class KnowledgeBaseStore:
 
 
 _DOC_COLUMNS = "doc_id, source, name, format, title, pages, chunks, size_bytes, added_at"
-_CHUNK_COLUMNS = "chunk_id, doc_id, text, source, page, start, end, heading, ordinal"
+# The last column says whether the chunk's page was OCR'd (1) or not (NULL).
+_CHUNK_COLUMNS = (
+    "chunk_id, doc_id, text, source, page, start, end, heading, ordinal, "
+    "(SELECT 1 FROM ocr_pages o WHERE o.doc_id = chunks.doc_id AND o.page = chunks.page)"
+)
 
 
-def _document(row: tuple) -> DocumentRecord:  # type: ignore[type-arg]
+def _document(row: tuple, ocr_pages: Sequence[PageOcr] = ()) -> DocumentRecord:  # type: ignore[type-arg]
     doc_id, source, name, fmt, title, pages, chunks, size, added = row
-    return DocumentRecord(doc_id, source, name, fmt, pages, chunks, size, added, title)
+    return DocumentRecord(
+        doc_id, source, name, fmt, pages, chunks, size, added, title, tuple(ocr_pages)
+    )
 
 
 def _chunk(row: tuple) -> Chunk:  # type: ignore[type-arg]
-    chunk_id, doc_id, text, source, page, start, end, heading, ordinal = row
-    return Chunk(chunk_id, doc_id, text, source, page, start, end, heading, ordinal)
+    chunk_id, doc_id, text, source, page, start, end, heading, ordinal, ocr = row
+    source_of_text = OCR if ocr else TEXT_LAYER
+    return Chunk(chunk_id, doc_id, text, source, page, start, end, heading, ordinal, source_of_text)

@@ -14,7 +14,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +28,14 @@ from .chunking import ChunkerSettings, ChunkingTimeout, chunk_document
 from .isolation import ParseWorker
 from .limits import ParseLimits
 from .readers import format_of
-from .types import Chunk, DocumentRecord, display_name, document_id, is_path_source
+from .types import (
+    Chunk,
+    DocumentRecord,
+    ParsedDocument,
+    display_name,
+    document_id,
+    is_path_source,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +139,12 @@ class IngestOptions:
     limits: ParseLimits = field(default_factory=ParseLimits)
 
 
+# What stores a batch of files: ``ingest_files`` here, ``distributed.RayIngest`` on a cluster.
+IngestEngine = Callable[
+    [DocumentSink, Embedder, Sequence[InputFile], IngestOptions, Sequence[Path]], IngestReport
+]
+
+
 def walk(paths: Iterable[str | Path]) -> tuple[list[InputFile], list[FileOutcome]]:
     """Files under the given paths, and a failed outcome for each entry that cannot be.
 
@@ -208,9 +221,14 @@ def ingest_files(
 
     started = time.perf_counter()
     outcomes: list[FileOutcome] = []
-    pending: list[_Prepared] = []
+    pending: list[Prepared] = []
     bar = tqdm(total=len(files), unit="file", disable=not options.progress, desc="ingest")
-    worker = ParseWorker(options.limits)  # started on the first file that needs reading
+    worker = ParseWorker(  # started on the first file that needs reading
+        options.limits,
+        on_progress=lambda source, done, total: bar.set_postfix_str(
+            f"{display_name(source)[-30:]}: OCR {done}/{total} pages"
+        ),
+    )
 
     def report(outcome: FileOutcome) -> None:
         outcomes.append(outcome)
@@ -225,16 +243,16 @@ def ingest_files(
 
     def one(item: InputFile) -> None:
         bar.set_postfix_str(item.name[-40:], refresh=False)
+        prepared: Prepared | FileOutcome
         try:
-            prepared = _prepare(sink, embedder, item, options, pending, worker)
-        except IngestError as error:
-            prepared = FileOutcome(item.source, "failed", error.reason)
-        except (OSError, MemoryError) as error:
-            prepared = FileOutcome(item.source, "failed", f"{type(error).__name__}: {error}")
-        except Exception as error:  # noqa: BLE001 - a splitter's bug fails one file
-            log.exception("unexpected error while reading %s", item.source)
-            reason = f"unexpected error ({type(error).__name__}: {error}); please report it"
-            prepared = FileOutcome(item.source, "failed", reason)
+            queued = {p.record.doc_id: p.record.source for p in pending}
+            todo = triage(sink, item, options, queued)
+            if isinstance(todo, FileOutcome):
+                prepared = todo
+            else:
+                prepared = read_and_chunk(worker, embedder.count_tokens, todo, options)
+        except Exception as error:  # noqa: BLE001 - one file fails, the batch goes on
+            prepared = failed_outcome(item.source, error)
         if isinstance(prepared, FileOutcome):
             report(prepared)
             return
@@ -251,15 +269,38 @@ def ingest_files(
         bar.close()
     if sync_roots:
         seen = {item.source for item in files}
-        for removed in _sync(sink, sync_roots, seen):
+        for removed in remove_gone(sink, sync_roots, seen):
             outcomes.append(removed)
             if options.on_outcome:
                 options.on_outcome(removed)
     return IngestReport(tuple(outcomes), time.perf_counter() - started)
 
 
+def failed_outcome(source: str, error: Exception) -> FileOutcome:
+    """The failed outcome for an error raised while reading one file, with its reason."""
+    if isinstance(error, IngestError):
+        return FileOutcome(source, "failed", error.reason)
+    if isinstance(error, (OSError, MemoryError)):
+        return FileOutcome(source, "failed", f"{type(error).__name__}: {error}")
+    # A splitter's or reader's bug fails one file.
+    log.error("unexpected error while reading %s", source, exc_info=error)
+    reason = f"unexpected error ({type(error).__name__}: {error}); please report it"
+    return FileOutcome(source, "failed", reason)
+
+
 @dataclass(frozen=True)
-class _Prepared:
+class ToRead:
+    """A file whose bytes the store does not hold yet: what reading and chunking need."""
+
+    item: InputFile
+    data: bytes
+    format: str
+    doc_id: str
+    replaces: DocumentRecord | None  # the stored older version of the same source
+
+
+@dataclass(frozen=True)
+class Prepared:
     """A file parsed and chunked, waiting for its vectors."""
 
     record: DocumentRecord
@@ -268,14 +309,17 @@ class _Prepared:
     warnings: tuple[str, ...]
 
 
-def _prepare(
-    sink: DocumentSink,
-    embedder: Embedder,
-    item: InputFile,
-    options: IngestOptions,
-    pending: Sequence[_Prepared],
-    worker: ParseWorker,
-) -> _Prepared | FileOutcome:
+def triage(
+    sink: DocumentSink, item: InputFile, options: IngestOptions, queued: Mapping[str, str]
+) -> ToRead | FileOutcome:
+    """Type, size and hash checks: the bytes to read, or why the file needs no reading.
+
+    ``queued`` maps the ids of documents already on their way into the store (in this
+    run) to their sources, so that a second copy is not read twice.
+
+    Raises:
+        IngestError: the type is not supported or the file is too large.
+    """
     fmt = format_of(item.name)
     if fmt is None:
         suffix = Path(item.name).suffix or "(no extension)"
@@ -300,37 +344,62 @@ def _prepare(
             sink.remove_document(previous.doc_id)
         return FileOutcome(item.source, "unchanged", f"same content as {twin.source}", doc_id)
     # A twin whose file is gone was moved here: storing it below re-points it.
-    queued = next((p for p in pending if p.record.doc_id == doc_id), None)
-    if queued is not None:
-        return FileOutcome(
-            item.source, "unchanged", f"same content as {queued.record.source}", doc_id
-        )
+    if doc_id in queued:
+        return FileOutcome(item.source, "unchanged", f"same content as {queued[doc_id]}", doc_id)
+    return ToRead(item, data, fmt, doc_id, previous)
 
-    parsed = worker.read(item.source, data, fmt, options.password)
+
+def read_and_chunk(
+    worker: ParseWorker,
+    count_tokens: Callable[[str], int],
+    todo: ToRead,
+    options: IngestOptions,
+) -> Prepared:
+    """Read the file in ``worker``'s child process and chunk its text.
+
+    Raises:
+        IngestError: the file cannot be read, goes over a limit, or holds no text.
+    """
+    item = todo.item
+    parsed = worker.read(item.source, todo.data, todo.format, options.password)
     try:
         chunks = chunk_document(
-            doc_id, parsed, embedder.count_tokens, options.chunker, options.limits.seconds
+            todo.doc_id, parsed, count_tokens, options.chunker, options.limits.seconds
         )
     except ChunkingTimeout:
         raise IngestError(item.source, options.limits.over("seconds") + ": chunking") from None
     if not chunks:
         raise IngestError(item.source, "no text found in the file")
-    record = DocumentRecord(
-        doc_id=doc_id,
-        source=item.source,
-        name=item.name,
+    return Prepared(_record(todo, parsed, len(chunks)), chunks, todo.replaces, parsed.warnings)
+
+
+def _record(todo: ToRead, parsed: ParsedDocument, chunks: int) -> DocumentRecord:
+    return DocumentRecord(
+        doc_id=todo.doc_id,
+        source=todo.item.source,
+        name=todo.item.name,
         format=parsed.format,
         pages=parsed.pages,
-        chunks=len(chunks),
-        size_bytes=size,
+        chunks=chunks,
+        size_bytes=len(todo.data),
         added_at=datetime.now(UTC).isoformat(timespec="seconds"),
         title=parsed.title,
+        ocr_pages=parsed.ocr_pages,
     )
-    return _Prepared(record, chunks, previous, parsed.warnings)
+
+
+def store_prepared(sink: DocumentSink, prepared: Prepared, vectors: np.ndarray) -> FileOutcome:
+    """Write one document with its vectors (one transaction in the store)."""
+    record, count = prepared.record, len(prepared.chunks)
+    sink.replace_document(record, prepared.chunks, vectors)
+    status: Status = "updated" if prepared.replaces is not None else "added"
+    return FileOutcome(
+        record.source, status, None, record.doc_id, record.pages, count, prepared.warnings
+    )
 
 
 def _embed_and_store(
-    sink: DocumentSink, embedder: Embedder, batch: Sequence[_Prepared], progress: bool
+    sink: DocumentSink, embedder: Embedder, batch: Sequence[Prepared], progress: bool
 ) -> list[FileOutcome]:
     if not batch:
         return []
@@ -339,14 +408,9 @@ def _embed_and_store(
     outcomes = []
     offset = 0
     for prepared in batch:
-        record, count = prepared.record, len(prepared.chunks)
-        sink.replace_document(record, prepared.chunks, vectors[offset : offset + count])
+        count = len(prepared.chunks)
+        outcomes.append(store_prepared(sink, prepared, vectors[offset : offset + count]))
         offset += count
-        status: Status = "updated" if prepared.replaces is not None else "added"
-        outcomes.append(
-            FileOutcome(record.source, status, None, record.doc_id, record.pages, count,
-                        prepared.warnings)
-        )  # fmt: skip
     return outcomes
 
 
@@ -369,7 +433,7 @@ def _embed(embedder: Embedder, chunks: list[Chunk], progress: bool, name: str) -
     return np.concatenate(parts)
 
 
-def _sync(sink: DocumentSink, roots: Sequence[Path], seen: set[str]) -> list[FileOutcome]:
+def remove_gone(sink: DocumentSink, roots: Sequence[Path], seen: set[str]) -> list[FileOutcome]:
     """Remove the documents under ``roots`` whose files are gone.
 
     Each stored path is checked on disk rather than trusting the walk's

@@ -110,6 +110,7 @@ def chunk_document(
                         end=start + len(piece),
                         heading=section.heading,
                         ordinal=ordinal,
+                        text_source=section.text_source,
                     )
                 )
     return chunks

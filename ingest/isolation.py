@@ -10,13 +10,21 @@ reason names the limit and its setting.
 
 The child is started with ``subprocess`` (fork and exec, never a bare fork:
 the parent may hold threads and torch) and ``python -P``, so a folder named
-``kbqa`` in the working directory cannot stand in for the package.
+``kbqa`` in the working directory cannot stand in for the package. It runs in
+a session of its own; killing it kills its process group, so the ``tesseract``
+processes it runs for OCR go with it.
+
+OCR time: ``limits.seconds`` is for reading a file; when the child announces
+that N pages need OCR, read by W Tesseract processes at once, the file's
+deadline grows by ceil(N / W) × ``limits.ocr_seconds_per_page``, the most
+those pages may take, since each page's process is killed at that limit.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import selectors
 import signal
@@ -25,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import IO, Any
 
@@ -43,6 +52,9 @@ _RESTART_SHARE = 0.25
 _CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGKILL, signal.SIGILL}
 _MEMORY_WORDS = ("MemoryError", "out of memory", "bad_alloc", "Cannot allocate memory")
 
+# (source, pages OCR'd so far, pages to OCR), while a file's scanned pages are read.
+PageProgress = Callable[[str, int, int], None]
+
 
 class WorkerFailure(Exception):
     """A request did not get an answer: over time, the child died, or it rejected it."""
@@ -57,10 +69,14 @@ class ParseWorker:
     """One reading process at a time, started on first use; thread-safe.
 
     Use as a context manager (or call ``close``) to end the process.
+    ``on_progress`` hears of the pages OCR'd while a file is read.
     """
 
-    def __init__(self, limits: ParseLimits | None = None) -> None:
+    def __init__(
+        self, limits: ParseLimits | None = None, on_progress: PageProgress | None = None
+    ) -> None:
         self.limits = limits or ParseLimits()
+        self.on_progress = on_progress
         self.peak_rss = 0  # the largest peak resident memory a child reported, in bytes
         self.started = 0  # how many processes were started
         self._process: subprocess.Popen[bytes] | None = None
@@ -91,8 +107,14 @@ class ParseWorker:
             "password": password,
             "limits": self.limits.to_dict(),
         }
+        progress = self.on_progress
+
+        def pages(done: int, total: int) -> None:
+            if progress is not None:
+                progress(source, done, total)
+
         try:
-            _reply, payload = self._exchange(header, data, self.limits.seconds)
+            _reply, payload = self._exchange(header, data, self.limits.seconds, pages)
         except WorkerFailure as failure:
             raise IngestError(source, failure.reason) from None
         return document_from_json(payload)
@@ -142,7 +164,7 @@ class ParseWorker:
         process, self._process = self._process, None
         if process is not None:
             if kill:
-                process.kill()
+                _kill_group(process)
             else:
                 try:
                     assert process.stdin is not None
@@ -178,20 +200,24 @@ class ParseWorker:
     # -- one exchange --------------------------------------------------------------
 
     def _exchange(
-        self, header: dict[str, Any], payload: bytes, seconds: float
+        self,
+        header: dict[str, Any],
+        payload: bytes,
+        seconds: float,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> tuple[dict[str, Any], bytes]:
         with self._lock:
             deadline = time.monotonic() + seconds
             process = self._process or self._start()
             request = json.dumps({**header, "size": len(payload)}).encode() + b"\n"
             try:
-                reply, out = self._transfer(process, [request, payload], deadline)
+                reply, out = self._transfer(process, [request, payload], deadline, on_progress)
             except _TimedOut:
                 self._stop(kill=True)
                 raise WorkerFailure(self.limits.over("seconds"), "timeout") from None
             except _Died as died:
                 if died.kill:
-                    process.kill()
+                    _kill_group(process)
                 raise WorkerFailure(self._death_reason(process, died.detail), "died") from None
             except BaseException:  # Ctrl-C or a bug here: the child may be mid-request
                 self._stop(kill=True)
@@ -215,7 +241,7 @@ class ParseWorker:
         try:
             code = process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            process.kill()
+            _kill_group(process)
             code = process.wait()
         tail = self._stderr_tail()
         self._stop(kill=True)
@@ -230,9 +256,17 @@ class ParseWorker:
         return f"the reading process ended unexpectedly ({how}, {detail})"
 
     def _transfer(
-        self, process: subprocess.Popen[bytes], parts: list[bytes], deadline: float
+        self,
+        process: subprocess.Popen[bytes],
+        parts: list[bytes],
+        deadline: float,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> tuple[dict[str, Any], bytes]:
-        """Write the request while reading the reply, until it is whole or time is up."""
+        """Write the request while reading the reply, until it is whole or time is up.
+
+        Progress lines before the reply go to ``on_progress``; one that
+        announces pages to OCR moves the deadline by the time they may take.
+        """
         assert process.stdin is not None and process.stdout is not None
         views = [memoryview(part) for part in parts if part]
         received = bytearray()
@@ -270,12 +304,12 @@ class ParseWorker:
                     if not data:
                         raise _Died("no reply" if header is None else "reply cut short")
                     received += data
-                    if header is None:
+                    while header is None:
                         end = received.find(b"\n")
                         if end < 0:
                             if len(received) > MAX_HEADER_BYTES:
                                 raise _Died("malformed reply", kill=True)
-                            continue
+                            break
                         try:
                             header = json.loads(bytes(received[:end]))
                             needed = int(header.get("size", 0))
@@ -284,12 +318,39 @@ class ParseWorker:
                         del received[: end + 1]
                         if needed > limit:
                             raise _Died(f"a reply of {needed:,} bytes", kill=True)
+                        if header.get("progress"):
+                            deadline += self._progress(header, on_progress)
+                            header = None
                     if header is not None and len(received) >= needed:
                         return header, bytes(received[:needed])
+
+    def _progress(
+        self, header: dict[str, Any], on_progress: Callable[[int, int], None] | None
+    ) -> float:
+        """Pass a progress line on; the seconds its newly announced OCR pages may take."""
+        try:
+            done, total = int(header["done"]), int(header["total"])
+            workers = max(1, int(header.get("workers", 1)))
+        except (KeyError, TypeError, ValueError):
+            raise _Died("malformed progress line", kill=True) from None
+        if on_progress is not None:
+            on_progress(done, total)
+        if done != 0:
+            return 0.0
+        return math.ceil(total / workers) * self.limits.ocr_seconds_per_page
 
     def _reply_limit(self) -> int:
         """The most a reply may hold: the text limit as UTF-8 JSON, or a page picture."""
         return max(16 * self.limits.max_chars, 8 * self.limits.max_page_pixels) + (16 << 20)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill the reading process and whatever it started (its tesseract processes)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # its own session: its group id is its pid
+    except (ProcessLookupError, PermissionError, OSError):
+        pass
+    process.kill()
 
 
 class _TimedOut(Exception):

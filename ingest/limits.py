@@ -24,6 +24,14 @@ setting that raises it (docs/security.md has the measurements). Defaults, and wh
 - 16 M pixels per page picture: a letter page at the app's 1,200 px width is
   1.9 M pixels; 16 M is 8 times that (64 MB as RGBA) and keeps a
   612 × 200,000 pt page from asking for 470 M pixels (1.9 GB per RGBA copy).
+  It also bounds the pictures OCR reads (a 9,000 × 9,000 px scan is read at
+  16 M pixels, about 133 dpi for its 30-inch page, still legible).
+- 60 s of OCR per page: Tesseract read dense 300 dpi letter pages in 4 to
+  14 s on 2 cores shared with a load of 6 (docs/quality.md, "OCR"); each page's ``tesseract``
+  process is killed past this, and that page fails alone. A file's time limit
+  grows by this much for every page OCR needs, divided by the Tesseract
+  processes run side by side (``ingest.isolation``), so a scanned book is
+  not cut off at 120 s while every page stays bounded.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ SETTING_NAMES = {
     "seconds": "KBQA_PARSE_SECONDS",
     "memory_bytes": "KBQA_PARSE_MEMORY_MB",
     "max_page_pixels": "KBQA_MAX_PAGE_PIXELS",
+    "ocr_seconds_per_page": "KBQA_OCR_SECONDS_PER_PAGE",
 }
 
 
@@ -56,6 +65,7 @@ class ParseLimits:
     seconds: float = 120.0
     memory_bytes: int = 2048 * MB
     max_page_pixels: int = 16_000_000
+    ocr_seconds_per_page: float = 60.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +84,7 @@ class ParseLimits:
             seconds=float(settings.parse_seconds),
             memory_bytes=int(settings.parse_memory_mb * MB),
             max_page_pixels=int(settings.max_page_pixels),
+            ocr_seconds_per_page=float(settings.ocr_seconds_per_page),
         )
 
     def describe(self, field: str) -> str:
@@ -86,6 +97,7 @@ class ParseLimits:
             "seconds": f"{value:g} s time",
             "memory_bytes": f"{_mb(value)} MB memory",
             "max_page_pixels": f"{value:,}-pixel page picture",
+            "ocr_seconds_per_page": f"{value:g} s OCR time per page",
         }[field]
         return f"the {what} limit ({SETTING_NAMES[field]})"
 

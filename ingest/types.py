@@ -5,6 +5,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+# How a page's text was obtained: the file's own text (a PDF's text layer, or a
+# text format), or optical character recognition of its picture (ingest/readers/ocr.py).
+TEXT_LAYER = "text"
+OCR = "ocr"
+
 
 @dataclass(frozen=True)
 class Section:
@@ -19,6 +24,19 @@ class Section:
     page: int | None
     offset: int
     heading: str | None = None
+    text_source: str = TEXT_LAYER  # or OCR
+
+
+@dataclass(frozen=True)
+class PageOcr:
+    """A page whose text came from OCR, and how sure Tesseract was of it.
+
+    Pages of a document without one were read from its text layer.
+    ``confidence`` is the mean of Tesseract's word confidences, 0 to 100.
+    """
+
+    page: int
+    confidence: float
 
 
 @dataclass(frozen=True)
@@ -31,6 +49,7 @@ class ParsedDocument:
     sections: tuple[Section, ...]
     title: str | None = None
     warnings: tuple[str, ...] = ()
+    ocr_pages: tuple[PageOcr, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,7 @@ class Chunk:
     end: int
     heading: str | None = None
     ordinal: int = 0
+    text_source: str = TEXT_LAYER  # or OCR: the page's text was recognized from its picture
 
     @staticmethod
     def make_id(doc_id: str, ordinal: int, text: str) -> str:
@@ -69,6 +89,35 @@ class DocumentRecord:
     size_bytes: int
     added_at: str
     title: str | None = None
+    ocr_pages: tuple[PageOcr, ...] = ()  # pages read by OCR; the others by their text
+
+    def ocr_summary(self) -> str:
+        """``OCR p. 1-3, 5 of 6, confidence 91 % (lowest 70 %, p. 3)``; ``""`` without OCR."""
+        if not self.ocr_pages:
+            return ""
+        confidences = [p.confidence for p in self.ocr_pages]
+        mean = sum(confidences) / len(confidences)
+        where = "" if self.pages <= 1 else f" p. {_ranges([p.page for p in self.ocr_pages])}"
+        where += f" of {self.pages}" if where else ""
+        summary = f"OCR{where}, confidence {mean:.0f} %"
+        if len(self.ocr_pages) > 1:
+            lowest = min(self.ocr_pages, key=lambda p: p.confidence)
+            summary += f" (lowest {lowest.confidence:.0f} %, p. {lowest.page})"
+        return summary
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``1-3, 5`` for [1, 2, 3, 5]."""
+    parts: list[str] = []
+    start = previous = numbers[0]
+    for number in [*numbers[1:], None]:
+        if number is not None and number == previous + 1:
+            previous = number
+            continue
+        parts.append(str(start) if start == previous else f"{start}-{previous}")
+        if number is not None:
+            start = previous = number
+    return ", ".join(parts)
 
 
 def display_name(source: str) -> str:

@@ -13,6 +13,9 @@ document as UTF-8 JSON, or a picture.
 Requests:
   {"op": "read", "source", "hint", "password", "limits", "size"} + the file's bytes
       → {"ok": true, "size"} + the ParsedDocument as JSON (``document_from_json``)
+      → first, while pages are OCR'd: {"progress": true, "done", "total", "workers",
+        "size": 0} lines (``total`` pages, read by ``workers`` Tesseract processes at
+        once: the parent grants the time they may take, ``ingest.isolation``)
   {"op": "call", "target": "kbqa.module:function", "args", "limits", "size"} + bytes
       → {"ok": true, "result", "size"} + bytes: ``function(args, payload, limits)``
         returns ``(result, bytes)``; only functions under ``kbqa.`` are called
@@ -20,6 +23,8 @@ Requests:
 Failures: {"ok": false, "kind": "rejected" | "memory" | "unexpected", "reason"}.
 Every reply carries "rss" and "peak_rss" (bytes) so the parent can restart a
 worker that kept a large heap. After a MemoryError the worker replies and exits.
+Tesseract runs as this process's children, in its process group (a session of
+its own), so the parent ends them all at once.
 """
 
 from __future__ import annotations
@@ -29,15 +34,17 @@ import importlib
 import json
 import os
 import resource
+import signal
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import IO, Any
 
 from ..errors import IngestError
 from .limits import ParseLimits
-from .types import ParsedDocument, Section
+from .types import TEXT_LAYER, PageOcr, ParsedDocument, Section
 
 MAX_HEADER_BYTES = 1024 * 1024
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -58,7 +65,10 @@ def document_to_json(document: ParsedDocument) -> bytes:
         "pages": document.pages,
         "title": document.title,
         "warnings": list(document.warnings),
-        "sections": [[s.text, s.page, s.offset, s.heading] for s in document.sections],
+        "sections": [
+            [s.text, s.page, s.offset, s.heading, s.text_source] for s in document.sections
+        ],
+        "ocr_pages": [[p.page, p.confidence] for p in document.ocr_pages],
     }
     # PDF text may hold lone surrogates; they travel as they are.
     return json.dumps(data, ensure_ascii=False).encode("utf-8", "surrogatepass")
@@ -70,14 +80,32 @@ def document_from_json(payload: bytes) -> ParsedDocument:
         source=data["source"],
         format=data["format"],
         pages=data["pages"],
-        sections=tuple(Section(t, p, o, h) for t, p, o, h in data["sections"]),
+        sections=tuple(
+            Section(f[0], f[1], f[2], f[3], f[4] if len(f) > 4 else TEXT_LAYER)
+            for f in data["sections"]
+        ),
         title=data["title"],
         warnings=tuple(data["warnings"]),
+        ocr_pages=tuple(PageOcr(int(n), float(c)) for n, c in data.get("ocr_pages", [])),
     )
 
 
-def handle(header: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bytes]:
-    """One request's reply; every failure becomes a reply, never an exception."""
+def progress_header(done: int, total: int) -> dict[str, Any]:
+    """A progress line: ``done`` of ``total`` pages OCR'd, by how many processes at once."""
+    from .readers.ocr import workers_for
+
+    return {"progress": True, "done": done, "total": total, "workers": workers_for(total)}
+
+
+def handle(
+    header: dict[str, Any],
+    payload: bytes,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict[str, Any], bytes]:
+    """One request's reply; every failure becomes a reply, never an exception.
+
+    ``on_progress(done, total)`` is told of the pages OCR'd while a file is read.
+    """
     started = time.perf_counter()
     try:
         limits = ParseLimits.from_dict(header.get("limits") or {})
@@ -89,7 +117,12 @@ def handle(header: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], byte
             from .readers import read_document
 
             document = read_document(
-                header["source"], payload, header.get("hint"), header.get("password"), limits
+                header["source"],
+                payload,
+                header.get("hint"),
+                header.get("password"),
+                limits,
+                on_progress,
             )
             del payload
             reply, out = {"ok": True}, document_to_json(document)
@@ -153,7 +186,10 @@ def _exit_with_parent() -> None:
         while True:
             time.sleep(0.5)
             if os.getppid() != parent:
-                os._exit(1)
+                try:  # this process's group: itself and its tesseract processes
+                    os.killpg(os.getpgid(0), signal.SIGKILL)
+                finally:
+                    os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
@@ -173,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     requests = sys.stdin.buffer
     _exit_with_parent()
     _limit_memory(args.memory_bytes)
+    # Tesseract processes run side by side, one per core: one thread each, or
+    # OpenMP's threads fight over the same cores (measured slower, docs/quality.md).
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+    def progress(done: int, total: int) -> None:
+        send(replies, progress_header(done, total))
+
     while True:
         line = requests.readline(MAX_HEADER_BYTES)
         if not line:
@@ -181,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = _read_exactly(requests, int(header.get("size", 0)))
         if payload is None:
             return 1
-        reply, out = handle(header, payload)
+        reply, out = handle(header, payload, progress)
         del payload
         send(replies, reply, out)
         del out

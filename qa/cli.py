@@ -82,9 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
         "embed its stored chunks again with the configured one first",
     )
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _engine_arguments(ingest, "read, chunk and embed")
 
-    ask = commands.add_parser("ask", parents=[common], help="answer one question")
-    ask.add_argument("question")
+    ask = commands.add_parser("ask", parents=[common], help="answer one question (or a batch)")
+    ask.add_argument("question", nargs="?", help="the question (or --batch FILE --out FILE)")
+    ask.add_argument("--batch", type=Path, help="JSON Lines of questions (docs/scaling.md)")
+    ask.add_argument("--out", type=Path, help="with --batch: JSON Lines answers, in input order")
+    _engine_arguments(ask, "answer a --batch")
     ask.add_argument("-k", type=_top_k, help=f"passages to retrieve (1-{MAX_K})")
     ask.add_argument("--json", action="store_true", help="print the whole Answer as JSON")
 
@@ -109,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     squad.add_argument(
         "--answer-style", choices=["sentence", "short"], help="short: the answering words only"
     )
+    _engine_arguments(squad, "answer the questions")
     compare = kinds.add_parser(
         "compare", help="paired comparison of two `eval qa --out` files, with 95% CIs"
     )
@@ -124,9 +129,38 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8501)
     serve.add_argument("--host", default="localhost")
 
+    api = commands.add_parser(
+        "api", parents=[common], help="serve an OpenAI-compatible HTTP API (docs/api.md)"
+    )
+    api.add_argument("--host", default="127.0.0.1", help="other than loopback needs KBQA_API_KEY")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument(
+        "--kb-root", type=Path, help="whose knowledge bases are models too (default: $KBQA_HOME)"
+    )
+    commands.add_parser("mcp", parents=[common], help="serve an MCP server over stdio")
+
     remove = commands.add_parser("remove", parents=[common], help="remove documents")
     remove.add_argument("documents", nargs="+", help="file name, path or id prefix")
     return parser
+
+
+def _engine_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help=f"where to {what}: here, or on a Ray cluster (docs/scaling.md)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        help="with --engine ray: the cluster (host:port); default: Ray started here",
+    )
+
+
+def _engine_problem(args: argparse.Namespace) -> str | None:
+    if args.ray_address and args.engine != "ray":
+        return "--ray-address needs --engine ray"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -173,9 +207,19 @@ def _ingest(args: argparse.Namespace) -> int:
     from ..text import printable
 
     progress = not args.no_progress and sys.stderr.isatty()
+    problem = _engine_problem(args)
+    if problem:
+        say(f"kbqa ingest: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     if args.reembed:
         _reembed_if_needed(args, progress)
     kb = _open(args, create=True)
+    engine = None
+    if args.engine == "ray":
+        from ..ingest.distributed import RayIngest
+        from .settings import load_settings
+
+        engine = RayIngest.from_settings(load_settings(), args.ray_address)
 
     def report(outcome: FileOutcome) -> None:
         if outcome.status == "failed":
@@ -186,7 +230,12 @@ def _ingest(args: argparse.Namespace) -> int:
             tqdm.write(printable(f"warning: {outcome.source}: {warning}"), file=sys.stderr)
 
     result = kb.add(
-        args.paths, password=args.password, sync=args.sync, progress=progress, on_outcome=report
+        args.paths,
+        password=args.password,
+        sync=args.sync,
+        progress=progress,
+        on_outcome=report,
+        engine=engine,
     )
     say(result.summary())
     return EXIT_PARTIAL if result.failed else EXIT_OK
@@ -216,6 +265,8 @@ def _reembed_if_needed(args: argparse.Namespace, progress: bool) -> None:
 
 
 def _ask(args: argparse.Namespace) -> int:
+    if args.batch or args.question is None or _engine_problem(args) or args.engine != "local":
+        return _ask_batch(args)
     kb = _open(args)
     if args.json:
         answer = kb.ask(args.question, args.k)
@@ -223,6 +274,38 @@ def _ask(args: argparse.Namespace) -> int:
         return EXIT_OK
     _stream_answer(kb, args.question, args.k)
     return EXIT_OK
+
+
+def _ask_batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+    from .settings import load_settings
+
+    problem = _engine_problem(args)
+    if args.question is not None and args.batch:
+        problem = "give a question or --batch FILE, not both"
+    elif not args.batch:
+        problem = problem or (
+            "--engine ray answers a --batch" if args.question else "give a question or --batch FILE"
+        )
+    elif not args.out:
+        problem = "--batch needs --out FILE"
+    elif args.out.expanduser().resolve() == args.batch.expanduser().resolve():
+        problem = "--out must not be the --batch file"
+    if problem:
+        say(f"kbqa ask: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    summary = run_batch(
+        args.batch,
+        args.out,
+        load_settings(),
+        kb_folder=args.kb,
+        engine=args.engine,
+        address=args.ray_address,
+        default_k=args.k,
+        progress=sys.stderr.isatty(),
+    )
+    say(f"{summary.text()}; written to {args.out}", file=sys.stderr)
+    return EXIT_PARTIAL if summary.errors else EXIT_OK
 
 
 def _stream_answer(kb, question: str, k: int | None):  # type: ignore[no-untyped-def]
@@ -234,7 +317,8 @@ def _stream_answer(kb, question: str, k: int | None):  # type: ignore[no-untyped
     if answer.refused and answer.reply != answer.text:
         say(f"\n{answer.text} (the draft above is not supported by the passages)")
     if answer.refused:
-        say("\n(not in the documents; closest passages found:)")
+        why = answer.answerability.reason if answer.answerability else ""
+        say(f"\n(not in the documents{': ' + why if why else ''}; closest passages found:)")
         for passage in answer.passages[:3]:
             say(f"  {passage.label()} (score {passage.score:.2f})")
     elif answer.citations:
@@ -312,7 +396,8 @@ def _docs(args: argparse.Namespace) -> int:
         print(json_text([asdict(r) for r in records]))
         return EXIT_OK
     for r in records:
-        say(f"{r.doc_id[:12]}  {r.pages:4d} p  {r.chunks:5d} chunks  {r.added_at}  {r.name}")
+        ocr = f"  ({r.ocr_summary()})" if r.ocr_pages else ""  # pages read from pictures
+        say(f"{r.doc_id[:12]}  {r.pages:4d} p  {r.chunks:5d} chunks  {r.added_at}  {r.name}{ocr}")
     say(f"{len(records)} documents in {kb.folder}")
     return EXIT_OK
 
@@ -339,6 +424,10 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.kind == "compare":
         return _compare(args)
+    problem = _engine_problem(args) if args.kind == "qa" else None
+    if problem:
+        say(f"kbqa eval: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     settings = load_settings(
         retrieval=args.retrieval, answer_style=getattr(args, "answer_style", None)
     )
@@ -356,8 +445,11 @@ def _eval(args: argparse.Namespace) -> int:
         table = result["metrics"]
         detail = "per_query"
     else:
-        result = evaluation.evaluate_answers(kb, args.squad, args.passages, args.limit,
-                                             args.seed, progress=progress)  # fmt: skip
+        from .batch import evaluate_answers_batch
+
+        result = evaluate_answers_batch(kb, args.squad, args.passages, args.limit, args.seed,
+                                        settings=settings, engine=args.engine,
+                                        address=args.ray_address, progress=progress)  # fmt: skip
         table = result["summary"]
         detail = "per_question"
     result["configuration"] = evaluation.run_configuration(kb)
@@ -416,6 +508,22 @@ def _serve(args: argparse.Namespace) -> int:
     return subprocess.call(command, env=env)
 
 
+def _api(args: argparse.Namespace) -> int:
+    from .serve.http import run
+    from .settings import load_settings
+
+    run(load_settings(), args.kb, args.kb_root, args.host, args.port)
+    return EXIT_OK
+
+
+def _mcp(args: argparse.Namespace) -> int:
+    from .serve.mcp_server import run
+    from .settings import load_settings
+
+    run(load_settings(), args.kb)
+    return EXIT_OK
+
+
 def _snippet(text: str, limit: int = 160, focus: str = "") -> str:
     """The passage flattened to ``limit`` characters, around the first word of
     ``focus`` (the answer) that it contains, so the cited part shows."""
@@ -439,6 +547,8 @@ _COMMANDS = {
     "remove": _remove,
     "serve": _serve,
     "eval": _eval,
+    "api": _api,
+    "mcp": _mcp,
 }
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -256,8 +256,14 @@ def evaluate_answers(
     recall_k: int = 5,
     progress: bool = False,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    prefetch: Callable[[KnowledgeBase, list[str]], Any] | None = None,
 ) -> dict[str, Any]:
-    """Ask each (sampled) question through the full pipeline over every paragraph."""
+    """Ask each (sampled) question through the full pipeline over every paragraph.
+
+    ``prefetch(kb, questions)``, when given, answers all the questions at once
+    (``qa/batch.py``: a Ray actor pool) and returns what the loop asks instead of
+    ``kb``; the answers are scored exactly as the ones asked here.
+    """
     from tqdm import tqdm
 
     passages_file = passages_file or questions_file
@@ -270,6 +276,8 @@ def evaluate_answers(
     ingest_s = time.perf_counter() - started
     if limit and limit < len(questions):
         questions = random.Random(seed).sample(questions, limit)
+    if prefetch is not None:
+        kb = prefetch(kb, [question.text for question in questions])
 
     results = []
     for question in tqdm(questions, desc="questions", disable=not progress):
@@ -293,6 +301,12 @@ def evaluate_answers(
             "gold_in_prompt": gold_key in found,
             "first_token_s": answer.timings.first_token_s,
             "total_s": answer.timings.total_s,
+            # What the model said before any verdict, and the answerability signals:
+            # enough to replay a calibration offline (bench/calibrate_answerability.py).
+            "reply": answer.reply,
+            "answerability": (
+                None if answer.answerability is None else asdict(answer.answerability)
+            ),
         }
         results.append(result)
         if on_result:
@@ -357,6 +371,7 @@ def run_configuration(kb: KnowledgeBase) -> dict[str, Any]:
         "llm_model": kb.generator.name,
         "retrieval": kb.answer_options.retrieval,
         "answer_style": kb.answer_options.answer_style,
+        "answerability": kb.answer_options.answerability,
         "top_k": kb.answer_options.top_k,
         "context_tokens": kb.answer_options.context_tokens,
         "min_score": kb.answer_options.min_score,

@@ -13,21 +13,37 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from ..errors import KbqaError, KnowledgeBaseError
 from ..index.manifest import Manifest
 from ..index.store import Hit, KnowledgeBaseStore
-from ..ingest.batch import FileOutcome, IngestOptions, IngestReport, InputFile, ingest_files, walk
+from ..ingest.batch import (
+    FileOutcome,
+    IngestEngine,
+    IngestOptions,
+    IngestReport,
+    InputFile,
+    ingest_files,
+    walk,
+)
 from ..ingest.chunking import ChunkerSettings
 from ..ingest.limits import ParseLimits
 from ..ingest.types import DocumentRecord
 from ..models.embedder import Embedder, SentenceTransformerEmbedder
-from ..models.generator import Generator, TransformersGenerator
-from ..models.registry import refusal_floor
-from . import grounding
+from ..models.generator import (
+    FirstStepProbe,
+    Generator,
+    ProbingGenerator,
+    TransformersGenerator,
+    can_probe,
+)
+from ..models.registry import choose_generator, refusal_floor
+from . import answerability, grounding
 from .answer import Answer, Citation, Timings
 from .prompting import (
     REFUSALS,
+    PackedPrompt,
     detect_language,
     is_refusal,
     pack_prompt,
@@ -35,8 +51,11 @@ from .prompting import (
     passage_text,
 )
 from .quotes import quote_reply
-from .retrieval import make_retriever, too_far
+from .retrieval import best_score, make_retriever, too_far
 from .settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from .langchain_retriever import KnowledgeBaseRetriever
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +68,7 @@ class AnswerOptions:
     min_score: float = 0.2
     retrieval: str = "hybrid"  # hybrid, dense or keyword
     answer_style: str = "sentence"  # sentence, or short (the answering words only)
+    answerability: bool = True  # act on qa/answerability.py's verdict (False: only record it)
 
 
 class KnowledgeBase:
@@ -115,6 +135,7 @@ class KnowledgeBase:
                 refusal_floor(embedder.name) if settings.min_score is None else settings.min_score,
                 settings.retrieval,
                 settings.answer_style,
+                settings.answerability,
             ),
             ChunkerSettings(settings.chunk_tokens, settings.chunk_overlap),
             int(settings.max_file_mb * 1024 * 1024),
@@ -131,11 +152,16 @@ class KnowledgeBase:
         sync: bool = False,
         progress: bool = False,
         on_outcome: Callable[[FileOutcome], None] | None = None,
+        engine: IngestEngine | None = None,
     ) -> IngestReport:
-        """Ingest files and folders; with ``sync``, drop documents whose files are gone."""
+        """Ingest files and folders; with ``sync``, drop documents whose files are gone.
+
+        ``engine`` reads, chunks and embeds (default: here, ``ingest_files``; on a Ray
+        cluster: ``kbqa.ingest.distributed.RayIngest``); this process stores.
+        """
         files, missing = walk(paths)
         roots = [Path(p) for p in paths if Path(p).is_dir()] if sync else []
-        report = self._ingest(files, password, progress, on_outcome, roots)
+        report = self._ingest(files, password, progress, on_outcome, roots, engine)
         for outcome in missing:
             if on_outcome:
                 on_outcome(outcome)
@@ -204,6 +230,12 @@ class KnowledgeBase:
         """Iterate for the answer's text as it is generated; then read ``.answer``."""
         return AnswerStream(self, question, k or self.answer_options.top_k)
 
+    def as_retriever(self, k: int | None = None) -> KnowledgeBaseRetriever:
+        """A LangChain retriever over this knowledge base (``qa/langchain_retriever.py``)."""
+        from .langchain_retriever import KnowledgeBaseRetriever
+
+        return KnowledgeBaseRetriever(knowledge_base=self, k=k)
+
     def close(self) -> None:
         if self._store:
             self._store.close()
@@ -217,6 +249,7 @@ class KnowledgeBase:
         progress: bool,
         on_outcome: Callable[[FileOutcome], None] | None,
         sync_roots: Sequence[Path],
+        engine: IngestEngine | None = None,
     ) -> IngestReport:
         store = self._store or self._create_store()
         options = IngestOptions(
@@ -228,7 +261,7 @@ class KnowledgeBase:
             limits=self.limits,
         )
         with store.writing():
-            return ingest_files(store, self.embedder, files, options, sync_roots)
+            return (engine or ingest_files)(store, self.embedder, files, options, sync_roots)
 
     def _create_store(self) -> KnowledgeBaseStore:
         manifest = Manifest(
@@ -264,7 +297,10 @@ def load_models(settings: Settings) -> tuple[Embedder, Generator]:
         precision=settings.precision,
     )
     generator = TransformersGenerator(
-        settings.llm_model, settings.cache_dir, settings.device, settings.precision
+        choose_generator(settings.llm_model, settings.device),
+        settings.cache_dir,
+        settings.device,
+        settings.precision,
     )
     return embedder, generator
 
@@ -298,9 +334,8 @@ class AnswerStream:
         language = detect_language(self.question)
         closest = tuple(Citation.from_hit(n, h) for n, h in enumerate(hits, start=1))
 
-        if too_far(hits, options.min_score):
-            # Nothing close enough: say so without asking the LLM to guess. Hits are in
-            # the retriever's order (fusion order in hybrid), so the best cosine decides.
+        def refuse(assessment: answerability.Assessment | None = None) -> Iterator[str]:
+            """Say "not in the documents" without asking the LLM."""
             text = REFUSALS[language]
             yield text
             total = time.perf_counter() - started
@@ -313,7 +348,13 @@ class AnswerStream:
                 language,
                 closest,
                 reply=text,
+                answerability=assessment,
             )
+
+        if too_far(hits, options.min_score):
+            # Nothing close enough. Hits are in the retriever's order (fusion order in
+            # hybrid), so the best cosine decides.
+            yield from refuse()
             return
 
         generator = kb.generator
@@ -325,16 +366,52 @@ class AnswerStream:
             options.context_tokens,
             options.answer_style,
         )
+        # Grounded only in what the model was shown: never in a removed instruction.
+        texts = [passage_text(hit) for hit in packed.hits]
+        assessment = answerability.before_answering(self.question, texts)
+        if not assessment.answerable and options.answerability:
+            log.info("refusing before generation: %s", assessment.reason)
+            yield from refuse(assessment)
+            return
+
+        probe = FirstStepProbe(REFUSALS[language]) if can_probe(generator) else None
+        stream = (
+            cast("ProbingGenerator", generator).stream(
+                packed.messages, options.max_new_tokens, probe=probe
+            )
+            if probe is not None
+            else generator.stream(packed.messages, options.max_new_tokens)
+        )
         pieces: list[str] = []
         first_token_s = None
-        for piece in generator.stream(packed.messages, options.max_new_tokens):
+        for piece in stream:
             if first_token_s is None:
                 first_token_s = time.perf_counter() - started
+                # The first step has run: the calibrated score can decide now, before
+                # anything is shown, and a refusal stops the generation early.
+                signals = answerability.signals(
+                    best_score(packed.hits) or 0.0,
+                    max(answerability.question_overlap(self.question, t) for t in texts),
+                    None if probe is None else probe.probability,
+                )
+                scored = answerability.after_first_step(
+                    assessment, answerability.calibration_for(generator.name), signals
+                )
+                refuse_now = assessment.answerable and not scored.answerable
+                assessment = scored
+                if refuse_now and options.answerability:
+                    log.info("refusing at the first token: %s", scored.reason)
+                    close = getattr(stream, "close", None)
+                    if close is not None:
+                        close()
+                    pieces.append(piece)
+                    yield from self._refused_after(
+                        started, retrieve_s, language, packed, pieces, first_token_s, assessment
+                    )
+                    return
             pieces.append(piece)
             yield piece
         reply = "".join(pieces).strip()
-        # Grounded only in what the model was shown: never in a removed instruction.
-        texts = [passage_text(hit) for hit in packed.hits]
         refused = is_refusal(reply, cites=False)
         if not refused and grounding.support(reply, self.question, texts) < grounding.MIN_SUPPORT:
             log.info("reply not supported by the passages, refusing: %r", reply)
@@ -344,6 +421,18 @@ class AnswerStream:
             # Its words are in the passages, but not together where a quote can show them.
             log.info("reply cannot be quoted from the passages, refusing: %r", reply)
             refused, quoting = True, None
+        if quoting is not None:
+            neighbourhoods = [
+                answerability.quote_neighbourhood(
+                    texts[q.number - 1], q.start, packed.hits[q.number - 1].chunk.heading
+                )
+                for q in quoting.quotes
+            ]
+            checked = answerability.after_quoting(assessment, neighbourhoods)
+            if not checked.answerable and assessment.answerable and options.answerability:
+                log.info("reply borrows another entity's facts, refusing: %r", reply)
+                refused, quoting = True, None
+            assessment = checked
         # Markers, citations and quotes agree: each sentence cites the passages it quotes.
         text = REFUSALS[language] if quoting is None else quoting.text
         citations = () if quoting is None else parse_citations(text, packed.hits)
@@ -367,6 +456,41 @@ class AnswerStream:
             packed.dropped,
             reply,
             () if quoting is None else quoting.quotes,
+            assessment,
+        )
+
+    def _refused_after(
+        self,
+        started: float,
+        retrieve_s: float,
+        language: str,
+        packed: PackedPrompt,
+        pieces: list[str],
+        first_token_s: float,
+        assessment: answerability.Assessment,
+    ) -> Iterator[str]:
+        """The refusal once generation has begun (nothing of the reply was shown)."""
+        text = REFUSALS[language]
+        yield text
+        self._answer = Answer(
+            self.question,
+            text,
+            (),
+            True,
+            Timings(
+                retrieve_s,
+                packed.prompt_tokens,
+                first_token_s,
+                time.perf_counter() - started,
+                len(pieces),
+            ),
+            language,
+            tuple(Citation.from_hit(n, h) for n, h in enumerate(packed.hits, start=1)),
+            packed.context_tokens,
+            packed.dropped,
+            "".join(pieces).strip(),
+            (),
+            assessment,
         )
 
 

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -35,7 +35,11 @@ class Settings(BaseSettings):
     kb: Path | None = Field(default=None, description="the knowledge base the web app opens first")
     cache_dir: Path = Field(default_factory=_cache_home, description="converted model copies")
     embedding_model: str = "multilingual-e5-small"
-    llm_model: str = "qwen2.5-coder-0.5b-instruct"
+    llm_model: str = Field(
+        default="auto",
+        description="auto: the 1.5B where a GPU is present and installed, else the 0.5B "
+        "(models/registry.py choose_generator)",
+    )
     device: str = "auto"
     precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto", description="auto: bfloat16 where the CPU or GPU computes it natively"
@@ -46,6 +50,11 @@ class Settings(BaseSettings):
         default="sentence", description="short: only the answering words (for SQuAD-style F1)"
     )
 
+    answerability: bool = Field(
+        default=True,
+        description="refuse when the passages do not answer this question about this entity "
+        "(qa/answerability.py); off: still measured, never acted on (for calibration)",
+    )
     context_tokens: int = Field(default=1500, ge=64, description="token budget for passages")
     max_new_tokens: int = Field(default=256, ge=1)
     min_score: float | None = Field(
@@ -68,6 +77,23 @@ class Settings(BaseSettings):
     )
     max_page_pixels: int = Field(
         default=16_000_000, ge=100_000, description="largest page picture in the app"
+    )
+    ocr_seconds_per_page: float = Field(
+        default=60.0, gt=0, description="OCR of one scanned page (its tesseract run)"
+    )
+    # `kbqa api` (qa/serve/http.py, docs/api.md).
+    api_key: SecretStr | None = Field(
+        default=None, description="with it, every API request needs `Authorization: Bearer KEY`"
+    )
+    api_max_body_mb: float = Field(default=1.0, gt=0, description="largest JSON request body")
+    api_max_upload_mb: float = Field(
+        default=100.0, gt=0, description="largest upload request (each file also max_file_mb)"
+    )
+    api_queue_size: int = Field(
+        default=8, ge=0, description="answers that may wait for the LLM before 429"
+    )
+    api_cors_origins: list[str] = Field(
+        default_factory=list, description="browser origins allowed to call the API (none: CORS off)"
     )
 
     @property

@@ -152,10 +152,11 @@ def small_llm():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def default_llm():  # type: ignore[no-untyped-def]
     from kbqa.models.generator import TransformersGenerator
+    from kbqa.models.registry import choose_generator
     from kbqa.qa.settings import load_settings
 
     settings = load_settings()
-    generator = TransformersGenerator(settings.llm_model, settings.cache_dir)
+    generator = TransformersGenerator(choose_generator(settings.llm_model), settings.cache_dir)
     generator.load()
     return generator
 

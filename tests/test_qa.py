@@ -52,10 +52,25 @@ def test_refusal_from_the_model_has_no_citations(tmp_path: Path, corpus: Path) -
 def test_unsupported_reply_is_treated_as_not_in_the_documents(tmp_path: Path, corpus: Path) -> None:
     kb = make_kb(tmp_path / "kb", ScriptedGenerator(["Spain won it in Johannesburg in 2010."]))
     kb.add([corpus])
-    answer = kb.ask("Who won the 2010 World Cup?")
+    # No name in the question, so the named-terms check lets it through to the model.
+    answer = kb.ask("who won the football world championship in 2010?")
     assert answer.refused
     assert answer.text == "The documents do not contain the answer."
     assert answer.reply == "Spain won it in Johannesburg in 2010."
+
+
+def test_question_about_an_entity_the_passages_never_name_is_refused_unasked(
+    tmp_path: Path, corpus: Path
+) -> None:
+    generator = ScriptedGenerator(["Spain won it in Johannesburg in 2010."])
+    kb = make_kb(tmp_path / "kb", generator)
+    kb.add([corpus])
+    answer = kb.ask("Who won the 2010 World Cup?")
+    assert answer.refused and answer.citations == ()
+    assert generator.calls == []  # the LLM was never asked
+    assert answer.answerability is not None
+    assert answer.answerability.missing_terms == ("world cup",)
+    assert "world cup" in answer.answerability.reason
 
 
 def test_nothing_close_enough_refuses_without_calling_the_llm(tmp_path: Path, corpus: Path) -> None:

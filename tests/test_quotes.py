@@ -132,20 +132,34 @@ def test_a_reply_with_an_invented_figure_is_refused(tmp_path: Path) -> None:
     assert answer.text == "The documents do not contain the answer."
 
 
-def test_a_figure_of_another_entity_is_quoted_where_it_stands(tmp_path: Path) -> None:
-    """Words are matched, not facts: 175 billion is GPT-3's, and the quote shows it.
-
-    Refusing a figure given to the wrong entity needs an entity check (future work);
-    until then the quote puts the passage's own sentence in front of the reader.
-    """
+def test_a_figure_of_another_entity_is_refused(tmp_path: Path) -> None:
+    """175 billion is GPT-3's: given to Jurassic-1, the quote's sentence is about GPT-3."""
     answer = _ask(
         tmp_path,
         {"models.md": MODELS},
         "Jurassic-1 has 175 billion parameters.",
         "How many parameters does Jurassic-1 have?",
     )
+    assert answer.refused and answer.quotes == () and answer.citations == ()
+    assert answer.answerability is not None and answer.answerability.signals["borrowed"] == 1.0
+    assert "jurassic" in answer.answerability.reason
+
+
+def test_a_figure_stated_about_the_entity_a_sentence_earlier_is_not_borrowed(
+    tmp_path: Path,
+) -> None:
+    """ "It has …": the subject is named in the sentence before the quoted one."""
+    answer = _ask(
+        tmp_path,
+        {
+            "models.md": "Jurassic-1 was released by AI21 Labs in 2021. It has 178 billion "
+            "parameters. GPT-3 from OpenAI has 175 billion parameters.\n"
+        },
+        "It has 178 billion parameters.",
+        "How many parameters does Jurassic-1 have?",
+    )
     assert not answer.refused
-    assert [q.text for q in answer.quotes] == ["GPT-3 from OpenAI has 175 billion parameters."]
+    assert answer.answerability is not None and answer.answerability.signals["borrowed"] == 0.0
     _check_exact(answer)
 
 

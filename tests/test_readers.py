@@ -14,7 +14,22 @@ from kbqa.ingest.readers import read_document
 from kbqa.ingest.types import ParsedDocument
 
 DEBIAN_PDF = "debian-reference-es/debian-reference.es.pdf"
-NO_TEXT = "no extractable text (scanned or blank pages); OCR needed"
+NO_TEXT = (
+    "no extractable text (scanned or blank pages); OCR needs Tesseract, which is not "
+    "installed: apt-get install tesseract-ocr tesseract-ocr-spa tesseract-ocr-eng"
+)
+BLANK = "no text found (blank pages: no text layer, and OCR read none)"
+
+
+@pytest.fixture
+def no_tesseract(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a machine without Tesseract: pages that need OCR are named, not read
+    (tests/test_ocr.py reads them)."""
+    import pytesseract
+
+    monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", "/nonexistent/tesseract")
+
+
 SPANISH = "año, canción, información"
 
 
@@ -295,11 +310,22 @@ def test_encrypted_pdf_with_empty_user_password_opens_without_one(password):
     ],
     ids=lambda name: name.split("/")[-1],
 )
-def test_pdf_without_text_layer_needs_ocr(name):
+def test_pdf_without_text_layer_needs_ocr(name, no_tesseract):
     assert reason_for(sample_pdf(name)) == NO_TEXT
 
 
-def test_partly_scanned_pdf_keeps_its_text_page_and_warns_about_the_rest():
+@pytest.mark.parametrize(
+    "name", ["broken/blank.pdf", "broken/no_contents.pdf", "broken/image-only-git.pdf"]
+)
+def test_pdf_of_blank_pages_or_a_logo_has_no_text_even_by_ocr(name):
+    import shutil
+
+    if shutil.which("tesseract") is None:
+        pytest.skip("Tesseract is not installed")
+    assert reason_for(sample_pdf(name)) == BLANK
+
+
+def test_partly_scanned_pdf_keeps_its_text_page_and_warns_about_the_rest(no_tesseract):
     document = read_path(shared_data("pdfs/scanned/multipage.pdf"))
     assert document.pages == 6
     assert [s.page for s in document.sections] == [4]
@@ -310,7 +336,7 @@ def test_partly_scanned_pdf_keeps_its_text_page_and_warns_about_the_rest():
     assert warning.endswith("page 1, 2, 3, 5, 6")
 
 
-def test_text_page_among_pages_without_text_is_kept_and_the_rest_named():
+def test_text_page_among_pages_without_text_is_kept_and_the_rest_named(no_tesseract):
     """The same, on a PDF made here: a text page between scanned and blank ones."""
     from pypdf import PdfReader, PdfWriter
 

@@ -1,8 +1,9 @@
 """Which reader a file's bytes need: the content decides, the extension only hints.
 
-A PDF named ``.html`` is read as a PDF, a DOCX named ``.txt`` as a DOCX; a ZIP
-that is not a Word document, an executable, an image or an archive fails with
-a reason that says what it is. Bytes with no known signature are text-like:
+A PDF named ``.html`` is read as a PDF, a DOCX named ``.txt`` as a DOCX, a PNG,
+JPEG or TIFF as an image (by OCR); a ZIP that is not a Word document, an
+executable, another image (GIF) or an archive fails with a reason that says
+what it is. Bytes with no known signature are text-like:
 then the extension picks among text, Markdown and HTML (and a ``.pdf`` or
 ``.docx`` without its signature goes to that reader, which says it is broken).
 """
@@ -32,12 +33,8 @@ _BINARY_SIGNATURES: tuple[tuple[bytes, str], ...] = (
         b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
         "an old binary Office file (.doc, .xls); save it as .docx",
     ),
-    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
     (b"GIF87a", "a GIF image"),
     (b"GIF89a", "a GIF image"),
-    (b"II*\x00", "a TIFF image"),
-    (b"MM\x00*", "a TIFF image"),
     (b"\x1f\x8b", "a gzip archive"),
     (b"BZh", "a bzip2 archive"),
     (b"\xfd7zXZ\x00", "an xz archive"),
@@ -48,14 +45,16 @@ _BINARY_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x00asm", "a WebAssembly module"),
 )
 _ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
+# Pictures kbqa reads with OCR (readers/image.py).
+_IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*")
 
 
 def sniff_format(source: str, data: bytes, hint: str | None) -> str:
-    """The reader for ``data``: ``pdf``, ``docx``, or ``hint`` for text-like bytes.
+    """The reader for ``data``: ``pdf``, ``docx``, ``image``, or ``hint`` for text-like bytes.
 
     Raises:
         IngestError: the bytes are a format kbqa does not read (executable,
-            image, archive, a ZIP that is not a DOCX), or unknown and unhinted.
+            GIF, archive, a ZIP that is not a DOCX), or unknown and unhinted.
     """
     head = data[:_PDF_HEADER_WINDOW]
     if head.startswith(b"%PDF-") or (b"%PDF-" in head and (hint == "pdf" or _binary(head))):
@@ -63,6 +62,8 @@ def sniff_format(source: str, data: bytes, hint: str | None) -> str:
     if head.startswith(_ZIP_SIGNATURES):
         _check_docx_zip(source, data)
         return "docx"
+    if head.startswith(_IMAGE_SIGNATURES):
+        return "image"
     kind = _binary_kind(data)
     if kind is not None:
         suffix = PurePosixPath(source.replace("\\", "/")).suffix
