@@ -8,7 +8,7 @@ reply and the reader:
    entity the documents never mention is refused before any generation: the
    nearest passages are about something else ("near miss").
 2. **Borrowed facts.** Every quote the reply rests on must sit near a mention
-   of the question's named terms (the quoted sentence, the two before it, or the
+   of the question's named terms (the quoted sentence, the four before it, or the
    passage heading). A figure quoted from a sentence about another entity is
    not an answer about this one.
 3. **A calibrated score.** A logistic model over signals the pipeline has
@@ -55,7 +55,9 @@ _NOT_NAMES = frozenset(
 # "normans"/"normandy" 0.80 are not, nor "austria"/"australia" (lengths differ by two).
 SPELLING_SIMILARITY = 0.82
 # Sentences before the quoted one that may still name its subject ("X was … . It has …").
-NEIGHBOUR_SENTENCES = 2
+# Replayed on SQuAD-es v2 and XQuAD es, 4 refused fewer right answers than 2 and
+# caught the same borrowed ones (docs/quality.md).
+NEIGHBOUR_SENTENCES = 4
 
 
 @dataclass(frozen=True)
@@ -231,17 +233,18 @@ def _calibrations() -> dict[str, Any]:
         return {}
 
 
-def calibration_for(generator_name: str) -> Calibration | None:
-    """The fitted calibration for this LLM, or ``None`` (then only the term checks apply)."""
-    entry = _calibrations().get("generators", {}).get(generator_name)
-    if not entry:
-        return None
-    return Calibration(
-        {str(k): float(v) for k, v in entry["weights"].items()},
-        float(entry["bias"]),
-        float(entry["threshold"]),
-        str(entry.get("fitted_on", "")),
-    )
+def calibration_for(generator_name: str, embedder_name: str) -> Calibration | None:
+    """The fitted calibration for this LLM and embedder (cosines differ between embedders),
+    or ``None``: then only the named-term and borrowed-fact checks apply."""
+    for entry in _calibrations().get("calibrations", []):
+        if entry["generator"] == generator_name and entry["embedder"] == embedder_name:
+            return Calibration(
+                {str(k): float(v) for k, v in entry["weights"].items()},
+                float(entry["bias"]),
+                float(entry["threshold"]),
+                str(entry.get("fitted_on", "")),
+            )
+    return None
 
 
 def signals(

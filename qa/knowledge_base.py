@@ -374,6 +374,19 @@ class AnswerStream:
             yield from refuse(assessment)
             return
 
+        calibration = answerability.calibration_for(generator.name, kb.embedder.name)
+        best = best_score(packed.hits) or 0.0
+        overlap = max(answerability.question_overlap(self.question, t) for t in texts)
+        if calibration is not None and "refusal_logit" not in calibration.weights:
+            # A score on retrieval signals alone decides before the model runs.
+            early = answerability.after_first_step(
+                assessment, calibration, answerability.signals(best, overlap, None)
+            )
+            if assessment.answerable and not early.answerable and options.answerability:
+                log.info("refusing before generation: %s", early.reason)
+                yield from refuse(early)
+                return
+
         probe = FirstStepProbe(REFUSALS[language]) if can_probe(generator) else None
         stream = (
             cast("ProbingGenerator", generator).stream(
@@ -390,13 +403,9 @@ class AnswerStream:
                 # The first step has run: the calibrated score can decide now, before
                 # anything is shown, and a refusal stops the generation early.
                 signals = answerability.signals(
-                    best_score(packed.hits) or 0.0,
-                    max(answerability.question_overlap(self.question, t) for t in texts),
-                    None if probe is None else probe.probability,
+                    best, overlap, None if probe is None else probe.probability
                 )
-                scored = answerability.after_first_step(
-                    assessment, answerability.calibration_for(generator.name), signals
-                )
+                scored = answerability.after_first_step(assessment, calibration, signals)
                 refuse_now = assessment.answerable and not scored.answerable
                 assessment = scored
                 if refuse_now and options.answerability:

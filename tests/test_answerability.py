@@ -58,12 +58,12 @@ def test_a_name_is_found_in_its_forms_but_not_in_a_neighbour_word(
     assert (missing_terms([term], [passage]) == ()) is found
 
 
-def test_the_neighbourhood_of_a_quote_is_its_sentence_the_two_before_and_the_heading() -> None:
-    passage = "A is first. B is second. C is third. It has 178 billion. D follows."
+def test_the_neighbourhood_of_a_quote_is_its_sentence_the_four_before_and_the_heading() -> None:
+    passage = "A is 1. B is 2. C is 3. D is 4. E is 5. It has 178 billion. F follows."
     start = passage.index("It has")
     around = quote_neighbourhood(passage, start, "Models")
-    assert "B is second. C is third. It has 178 billion." in around
-    assert "A is first" not in around and "D follows" not in around
+    assert "B is 2. C is 3. D is 4. E is 5. It has 178 billion." in around
+    assert "A is 1" not in around and "F follows" not in around
     assert around.startswith("Models")
 
 
@@ -94,10 +94,14 @@ def test_after_quoting_records_the_borrowed_signal_either_way() -> None:
 
 
 def test_the_stored_calibration_is_well_formed() -> None:
-    for name in answerability._calibrations().get("generators", {}):
-        calibration = answerability.calibration_for(name)
+    entries = answerability._calibrations()["calibrations"]
+    assert entries  # the default models are calibrated
+    for entry in entries:
+        calibration = answerability.calibration_for(entry["generator"], entry["embedder"])
         assert calibration is not None and 0 < calibration.threshold < 1
         assert set(calibration.weights) <= {"best_cosine", "question_overlap", "refusal_logit"}
+    # Cosines of one embedder mean nothing for another: no calibration, no score check.
+    assert answerability.calibration_for("qwen2.5-coder-0.5b-instruct", "all-MiniLM-L6-v2") is None
 
 
 def test_checks_off_still_measure_but_never_refuse(tmp_path: Path) -> None:

