@@ -230,6 +230,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="write per-question results as JSON")
     parser.add_argument("--limit", type=int, help="only the first N questions")
     parser.add_argument(
+        "--one-per-style",
+        action="store_true",
+        help="ask 16 questions, one per style and language (all 32 documents still stored)",
+    )
+    parser.add_argument(
         "--undefended",
         action="store_true",
         help="measure without qa/injection.py: the model sees passages as stored (before/after)",
@@ -248,6 +253,11 @@ def main() -> int:
         folder = Path(work) / "documents"
         folder.mkdir()
         cases = build(folder)[: args.limit]
+        if args.one_per_style:
+            firsts: dict[tuple[str, str], Case] = {}
+            for case in cases:
+                firsts.setdefault((case.style, case.language), case)
+            cases = list(firsts.values())
         settings = load_settings()
         kb = KnowledgeBase.open(Path(work) / "kb", settings=settings)
         report = kb.add([folder])

@@ -14,6 +14,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# ranx scores with numba: compiling its metrics took ~40 s per fresh venv, while the
+# tests score a handful of queries; interpreted, they take milliseconds.
+os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPORA = ROOT / "corpora"
