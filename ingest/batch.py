@@ -267,6 +267,18 @@ def ingest_files(
     finally:
         worker.close()
         bar.close()
+    return finish_report(sink, files, options, sync_roots, outcomes, started)
+
+
+def finish_report(
+    sink: DocumentSink,
+    files: Sequence[InputFile],
+    options: IngestOptions,
+    sync_roots: Sequence[Path],
+    outcomes: list[FileOutcome],
+    started: float,
+) -> IngestReport:
+    """After the batch (either engine): with ``sync``, drop documents whose files are gone."""
     if sync_roots:
         seen = {item.source for item in files}
         for removed in remove_gone(sink, sync_roots, seen):

@@ -50,8 +50,8 @@ from .batch import (
     Prepared,
     ToRead,
     failed_outcome,
+    finish_report,
     read_and_chunk,
-    remove_gone,
     store_prepared,
     triage,
 )
@@ -163,13 +163,7 @@ class RayIngest:
                     self._run_window(sink, window, options, report, dimension)
         finally:
             bar.close()
-        if sync_roots:
-            seen = {item.source for item in files}
-            for removed in remove_gone(sink, sync_roots, seen):
-                outcomes.append(removed)
-                if options.on_outcome:
-                    options.on_outcome(removed)
-        return IngestReport(tuple(outcomes), time.perf_counter() - started)
+        return finish_report(sink, files, options, sync_roots, outcomes, started)
 
     # -- the driver's side ----------------------------------------------------
 
