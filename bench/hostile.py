@@ -1,7 +1,7 @@
 """Hostile inputs against the ingest limits: wall time, the reading process's peak
 memory and the parent's growth, for each file in docs/security.md.
 
-    python bench/hostile.py [--out bench/results/hostile.json] [--quick]
+    python bench/hostile.py [--out bench/results/hostile.json] [--quick | --smoke]
 
 Each file is ingested beside a good one into a fresh knowledge base (the fake
 hash embedder; chunking uses the real embedder's tokenizer when its converted
@@ -9,7 +9,9 @@ copy is in the cache, else four characters a token), with the default
 ``ParseLimits``. The reading process's peak resident memory is read from
 /proc (VmHWM) while it runs, so it is known even when the process is killed.
 Then the linearity checks: nested HTML and one long line at ×1, ×4, ×16.
-A few minutes on 2 cores; nothing here needs the network or a GPU.
+A few minutes on 2 cores; nothing here needs the network or a GPU. ``--smoke``: a few
+small cases (no bombs), one page picture, the smallest linearity sizes, four
+characters a token; seconds.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 from hostile import generators as g  # noqa: E402
 
-from bench.machine import machine  # noqa: E402
-from kbqa.ingest import isolation  # noqa: E402
+from bench.common import add_smoke_flag, write_result  # noqa: E402
+from kbqa.ingest import reader_process as isolation  # noqa: E402
 from kbqa.ingest.chunking import ChunkerSettings, chunk_document  # noqa: E402
 from kbqa.ingest.limits import MB, ParseLimits  # noqa: E402
 from kbqa.ingest.readers import read_document  # noqa: E402
@@ -63,10 +65,12 @@ class HashEmbedder:
     embed_queries = embed_passages
 
 
-def real_token_counter() -> tuple[Callable[[str], int], str]:
+def real_token_counter(smoke: bool = False) -> tuple[Callable[[str], int], str]:
+    if smoke:
+        return (lambda text: len(text) // 4 + 1), "4 characters a token"
     try:
         from kbqa.models.embedder import SentenceTransformerEmbedder
-        from kbqa.qa.settings import load_settings
+        from kbqa.settings import load_settings
 
         settings = load_settings()
         embedder = SentenceTransformerEmbedder(settings.embedding_model, settings.cache_dir)
@@ -172,7 +176,7 @@ def ingest_case(
 
 
 def render_case(name: str, data: bytes, width_px: int = 1200) -> dict[str, Any]:
-    from kbqa.app import pdfpage
+    from kbqa.app.web import pdfpage
 
     limits = ParseLimits()
     with ChildPeak() as child:
@@ -243,19 +247,21 @@ def timed(run: Callable[[int], object], sizes: tuple[int, ...], repeat: int = 3)
     return out
 
 
-def linearity(count_tokens: Callable[[str], int], quick: bool) -> list[dict[str, Any]]:
+def linearity(
+    count_tokens: Callable[[str], int], quick: bool, smoke: bool = False
+) -> list[dict[str, Any]]:
     rows = []
-    base_depth = 4_000 if quick else 18_000  # 18,000 nested divs: the issue's 130 kB
+    base_depth = 500 if smoke else 4_000 if quick else 18_000  # 18,000 divs: the issue's 130 kB
     for tag in ("div", "h1"):
         sizes = (base_depth, 4 * base_depth, 16 * base_depth)
 
         def read(n: int, tag: str = tag) -> None:
             read_document("n.html", g.nested_html(n, tag))
 
-        seconds = timed(read, sizes)
+        seconds = timed(read, sizes, 1 if smoke else 3)
         sized = [len(g.nested_html(n, tag)) for n in sizes]
         rows.append({"input": f"nested <{tag}>", "bytes": sized, "seconds": seconds})
-    base = 100_000 if quick else 250_000
+    base = 10_000 if smoke else 100_000 if quick else 250_000
     for spaces in (False, True):
         sizes = (base, 4 * base, 16 * base)
 
@@ -266,10 +272,10 @@ def linearity(count_tokens: Callable[[str], int], quick: bool) -> list[dict[str,
 
         label = "one line with spaces" if spaces else "one line without spaces"
         rows.append({"input": f"{label}: chunking", "bytes": list(sizes),
-                     "seconds": timed(chunk, sizes)})  # fmt: skip
+                     "seconds": timed(chunk, sizes, 1 if smoke else 3)})  # fmt: skip
     for row in rows:
         s = [float(x) for x in row["seconds"]]
-        row["ratios"] = [round(s[1] / s[0], 1), round(s[2] / s[0], 1)]
+        row["ratios"] = [round(s[1] / max(s[0], 1e-3), 1), round(s[2] / max(s[0], 1e-3), 1)]
         print(json.dumps(row), flush=True)
     return rows
 
@@ -278,9 +284,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "hostile.json")
     parser.add_argument("--quick", action="store_true", help="smaller linearity sizes")
+    add_smoke_flag(parser)
     args = parser.parse_args()
-    count_tokens, tokenizer = real_token_counter()
+    count_tokens, tokenizer = real_token_counter(args.smoke)
     no_scan = ParseLimits(max_decompressed_bytes=100_000 * MB)
+    if args.smoke:
+        cases = [
+            ingest_case("billion-laughs HTML", {"laughs.html": g.billion_laughs_html()},
+                        count_tokens),
+            ingest_case("nested <h1>, 500 deep", {"h1.html": g.nested_html(500, "h1")},
+                        count_tokens),
+            ingest_case("PDF named .html", {"report.html": g.pdf()}, count_tokens),
+            ingest_case("ELF executable named .txt", {"notes.txt": g.elf_executable()},
+                        count_tokens),
+        ]  # fmt: skip
+        walking = walk_cases(count_tokens)
+        pictures = [render_case("page picture, 612 × 200,000 pt", g.tall_page_pdf())]
+        rows = linearity(count_tokens, args.quick, smoke=True)
+        write_result(args.out, report(tokenizer, cases, walking, pictures, rows), args)
+        print(f"wrote {args.out}")
+        return
 
     cases = [
         ingest_case("DOCX zip bomb (1 GB of XML)", {"bomb.docx": g.zip_bomb_docx(1024)},
@@ -315,24 +338,25 @@ def main() -> None:
         render_case("page picture of the 400 MB Flate PDF", g.flate_bomb_pdf(400)),
     ]
     rows = linearity(count_tokens, args.quick)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "machine": machine(),
-                "tokenizer": tokenizer,
-                "limits": ParseLimits().to_dict(),
-                "ingest": cases,
-                "walking": walking,
-                "pictures": pictures,
-                "linearity": rows,
-            },
-            indent=2,
-            ensure_ascii=False,
-        )
-        + "\n"
-    )
+    write_result(args.out, report(tokenizer, cases, walking, pictures, rows), args)
     print(f"wrote {args.out}")
+
+
+def report(
+    tokenizer: str,
+    cases: list[dict[str, Any]],
+    walking: list[dict[str, Any]],
+    pictures: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "tokenizer": tokenizer,
+        "limits": ParseLimits().to_dict(),
+        "ingest": cases,
+        "walking": walking,
+        "pictures": pictures,
+        "linearity": rows,
+    }
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Ingest speed: ``kbqa ingest`` against a LangChain-tutorial pipeline, same model, same files.
 
-    python bench/ingest.py [--quick] [--models multilingual-e5-small ...] [--repeats R]
-                           [--scifact-docs N] [--baseline-chunk-chars C] [--profile]
+    python bench/ingest.py [--quick | --smoke] [--startup] [--models multilingual-e5-small ...]
+                           [--repeats R] [--scifact-docs N] [--baseline-chunk-chars C] [--profile]
                            [--out bench/results/ingest.json]
 
 Baseline, as a LangChain tutorial writes it: PyPDFLoader (one Document per page),
@@ -38,12 +38,18 @@ multilingual-e5-small`` adds the small English model. CPU seconds
 machine they move less.
 Re-ingest (ours): the unchanged corpus again on the same KB, and (multi-file corpora)
 the corpus with one file changed; each as a ratio to the first ingest.
+``--smoke``: 8 SciFact docs (or this repository's corpora when the shared data is
+absent), all-MiniLM-L6-v2, no PDF; the baseline is skipped, with the reason
+recorded, where langchain-community (the ``bench`` extra) is not installed.
+``--startup``: where a small ingest's time goes before embedding (imports, model
+load, the reading process), from ``python -X importtime`` and timed steps.
 Not a test: run it on a quiet machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -61,7 +67,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.machine import machine  # noqa: E402 - after the sys.path line
+from bench.common import (  # noqa: E402 - after the sys.path line
+    SMOKE_EMBEDDER,
+    add_smoke_flag,
+    load_settings,
+    smoke_texts,
+    write_result,
+)
 
 DATA = ROOT.parent / "shared" / "data"
 DEBIAN = DATA / "debian-reference-es"
@@ -71,6 +83,7 @@ KBQA = Path(sys.executable).parent / "kbqa"
 DEFAULT_OUT = ROOT / "bench" / "results" / "ingest.json"
 PROFILE_OUT = ROOT / "bench" / "results" / "ingest-profile.txt"
 MODELS = ("all-MiniLM-L6-v2", "multilingual-e5-small")
+CORPORA = ("pdf", "html", "scifact")
 SEED = 0
 # kbqa's summary line: "1 added, 0 updated, ...; 272 pages, 1458 chunks embedded in 43.4 s".
 SUMMARY = re.compile(
@@ -145,6 +158,15 @@ def scifact_corpus(folder: Path, count: int) -> Corpus:
     return Corpus(f"scifact-{len(docs)}", "markdown", [folder], docs=len(docs), changeable=first)
 
 
+def smoke_corpus(folder: Path) -> Corpus:
+    """Markdown files cut from this repository's corpora: no shared data needed."""
+    folder.mkdir(parents=True)
+    for name, text in smoke_texts(8):
+        (folder / f"{Path(name).stem}.md").write_text(text + "\n", encoding="utf-8")
+    files = sorted(folder.glob("*.md"))
+    return Corpus("corpora-smoke", "markdown", [folder], docs=len(files), changeable=files[0])
+
+
 def sample_texts(corpus: Corpus, limit: int = 300) -> list[str]:
     """Some of the corpus's text, to measure characters per token."""
     if corpus.kind == "pdf":
@@ -166,7 +188,6 @@ def sample_texts(corpus: Corpus, limit: int = 300) -> list[str]:
 def model_folder(name: str) -> Path:
     """The embedding model's folder, converted into the configured cache on first use."""
     from kbqa.models.registry import local_folder
-    from kbqa.qa.settings import load_settings
 
     return local_folder(name, "embedder", load_settings().cache_dir)
 
@@ -349,13 +370,15 @@ def baseline_child(spec: dict[str, Any]) -> None:
 # --- the benchmark -------------------------------------------------------------------------
 
 
-def warm_up(models: list[str]) -> None:
+def warm_up(models: list[str], with_baseline: bool = True) -> None:
     """Read the model files and import torch once, so the first timed run is not a cold one."""
     for model in models:
         for path in model_folder(model).rglob("*"):
             if path.is_file():
                 path.read_bytes()
-    import_line = "import torch, sentence_transformers, langchain_community"
+    import_line = "import torch, sentence_transformers" + (
+        ", langchain_community" if with_baseline else ""
+    )
     subprocess.run([sys.executable, "-W", "ignore", "-c", import_line], check=True, cwd=ROOT)
 
 
@@ -403,14 +426,19 @@ def reingest(corpus: Corpus, model: str, kb: Path, repeats: int) -> dict[str, An
 
 
 def bench_corpus(
-    corpus: Corpus, model: str, repeats: int, chunking: tuple[int, int], work: Path
+    corpus: Corpus,
+    model: str,
+    repeats: int,
+    chunking: tuple[int, int],
+    work: Path,
+    baseline_too: bool = True,
 ) -> dict[str, Any]:
     """Both sides ``repeats`` times, then ours re-ingesting; ``chunking`` is the baseline's."""
     ours, baseline = Side(), Side()
     for attempt in range(repeats):
         # Alternate who goes first: neither side always meets the other's leftovers.
         order = ("baseline", "ours") if attempt % 2 == 0 else ("ours", "baseline")
-        for who in order:
+        for who in order if baseline_too else ("ours",):
             target = work / f"{corpus.name}-{model}-{who}-{attempt}"
             if who == "ours":
                 ours.runs.append(run_ours(corpus, model, target))
@@ -418,7 +446,7 @@ def bench_corpus(
                 baseline.runs.append(run_baseline(corpus, model, chunking, target))
             print(f"  {corpus.name} {model} {who} #{attempt + 1}: {_last(ours, baseline, who)}")
     last_kb = work / f"{corpus.name}-{model}-ours-{repeats - 1}"
-    ours_row, base_row = rates(median_run(ours), corpus), rates(median_run(baseline), corpus)
+    ours_row = rates(median_run(ours), corpus)
     again = reingest(corpus, model, last_kb, repeats)
     first = ours_row["wall_s"]
     again["unchanged_ratio_to_first"] = round(again["unchanged_wall_s"] / first, 3)
@@ -427,7 +455,7 @@ def bench_corpus(
     again["baseline"] = "no incremental mode: re-ingest = full ingest"
     manifest = json.loads((last_kb / "manifest.json").read_text())
     manifest.pop("created_at", None)
-    return {
+    row: dict[str, Any] = {
         "corpus": corpus.name,
         "model": model,
         "docs": corpus.docs,
@@ -438,14 +466,9 @@ def bench_corpus(
             "kbqa_summary": median_run(ours)["summary"],
             "kbqa_reported_s": ours.median("reported_s"),
         },
-        "baseline": base_row
-        | {
-            k: median_run(baseline)[k]
-            for k in ("import_s", "load_s", "split_s", "model_load_s", "embed_index_s", "save_s")
-        }
-        | {"chunk_chars": chunking[0], "overlap_chars": chunking[1]},
-        "ours_over_baseline_wall": round(first / base_row["wall_s"], 3),
-        "ours_over_baseline_cpu": round(ours_row["cpu_s"] / base_row["cpu_s"], 3),
+        "baseline": None,
+        "ours_over_baseline_wall": None,
+        "ours_over_baseline_cpu": None,
         "reingest_ours": again,
         "kb_manifest": manifest,
         "all_wall_s": {
@@ -453,6 +476,17 @@ def bench_corpus(
             "baseline": [round(r["wall_s"], 2) for r in baseline.runs],
         },
     }
+    if baseline.runs:
+        base_row = rates(median_run(baseline), corpus)
+        phases = ("import_s", "load_s", "split_s", "model_load_s", "embed_index_s", "save_s")
+        row["baseline"] = (
+            base_row
+            | {k: median_run(baseline)[k] for k in phases}
+            | {"chunk_chars": chunking[0], "overlap_chars": chunking[1]}
+        )
+        row["ours_over_baseline_wall"] = round(first / base_row["wall_s"], 3)
+        row["ours_over_baseline_cpu"] = round(ours_row["cpu_s"] / base_row["cpu_s"], 3)
+    return row
 
 
 def _last(ours: Side, baseline: Side, who: str) -> str:
@@ -466,7 +500,7 @@ def _last(ours: Side, baseline: Side, who: str) -> str:
 def profile_ours(corpus: Corpus, model: str, work: Path) -> None:
     """A pyinstrument text profile of one ``kbqa ingest`` (not timed: the profiler slows it)."""
     command = [sys.executable, "-m", "pyinstrument", "-o", str(PROFILE_OUT), "-r", "text"]
-    command += ["-m", "kbqa.qa.cli", "ingest", "--no-progress", "--kb", str(work / "profiled-kb")]
+    command += [str(KBQA), "ingest", "--no-progress", "--kb", str(work / "profiled-kb")]
     paths = [str(p) for p in corpus.paths]
     subprocess.run(command + paths, check=True, env=child_env(model), cwd=ROOT)
     print(f"profile: {PROFILE_OUT}")
@@ -483,7 +517,15 @@ COLUMNS: list[tuple[str, int, Any]] = [
     ("chars", 6, lambda s, r: f"{s['mean_chunk_chars']:.0f}"),
     ("RSS MB", 7, lambda s, r: f"{s['peak_rss_mb']:.0f}"),
     ("dtype", 9, lambda s, r: s["precision"]),
-    ("ours/base", 10, lambda s, r: f"{r['ours_over_baseline_wall']:.2f}" if s is r["ours"] else ""),
+    (
+        "ours/base",
+        10,
+        lambda s, r: (
+            f"{r['ours_over_baseline_wall']:.2f}"
+            if s is r["ours"] and r["ours_over_baseline_wall"]
+            else ""
+        ),
+    ),
 ]
 
 
@@ -493,6 +535,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     print(f"{'corpus, model':<{left}}{'side':<9}" + "".join(f"{t:>{w}}" for t, w, _ in COLUMNS))
     for row in rows:
         for side in ("baseline", "ours"):
+            if row[side] is None:
+                print(f"{row['corpus'] + ' ' + row['model']:<{left}}{side:<9}  (not run)")
+                continue
             cells = "".join(f"{show(row[side], row):>{w}}" for _, w, show in COLUMNS)
             print(f"{row['corpus'] + ' ' + row['model']:<{left}}{side:<9}{cells}")
     print("\nre-ingest, ours (the baseline has no incremental mode: it rebuilds everything)")
@@ -509,9 +554,92 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(f"{row['corpus'] + ' ' + row['model']:<{left}}{cells}")
 
 
+IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)")
+
+
+def import_times(stderr: str, top: int = 12) -> dict[str, Any]:
+    """``python -X importtime``'s top-level imports by cumulative time, and their sum."""
+    rows = []
+    for line in stderr.splitlines():
+        found = IMPORT_LINE.match(line)
+        if found and len(found.group(3)) <= 1:  # one space: imported by the program itself
+            rows.append((found.group(4), int(found.group(2)) / 1e6))
+    rows.sort(key=lambda row: -row[1])
+    return {
+        "top_level_total_s": round(sum(seconds for _, seconds in rows), 2),
+        "top": [{"module": name, "cumulative_s": round(s, 3)} for name, s in rows[:top]],
+    }
+
+
+def startup(corpus: Corpus, model: str, work: Path) -> dict[str, Any]:
+    """Where a small ingest's time goes before (and besides) embedding.
+
+    Each step is a fresh process: a bare interpreter; the CLI's imports alone
+    (``kbqa --help``); a one-file ingest (imports, model load, the reading process,
+    one chunk); the corpus itself; then ``-X importtime`` of the one-file ingest.
+    """
+    env = child_env(model)
+    one = work / "startup-one"
+    one.mkdir()
+    (one / "one.md").write_text("# One\n\nA single short document about herons.\n")
+    interpreter = run_measured([sys.executable, "-c", "pass"], env)
+    cli = run_measured([str(KBQA), "--help"], env)
+    loaded = run_measured(
+        [sys.executable, "-c", EMBEDDER_LOAD, model], env
+    )  # imports and the model, no reading process
+    single = run_ours(Corpus("one", "markdown", [one], docs=1), model, work / "startup-kb-1")
+    whole = run_ours(corpus, model, work / "startup-kb")
+    command = [sys.executable, "-X", "importtime", str(KBQA), "ingest", "--no-progress"]
+    timed_imports = run_measured(command + ["--kb", str(work / "startup-kb-2"), str(one)], env)
+    result = {
+        "corpus": corpus.name,
+        "model": model,
+        "python_s": round(interpreter.wall_s, 2),
+        "cli_help_s": round(cli.wall_s, 2),
+        "import_and_model_load_s": round(loaded.wall_s, 2),
+        "one_file_ingest_s": round(single["wall_s"], 2),
+        "corpus_ingest_s": round(whole["wall_s"], 2),
+        "corpus_reported_s": whole["reported_s"],
+        "fixed_share_of_corpus": round(single["wall_s"] / whole["wall_s"], 3),
+        "imports": import_times(timed_imports.stderr),
+    }
+    print(json.dumps(result, indent=1))
+    return result
+
+
+# Imports kbqa's embedder and embeds one passage: imports plus model load, nothing else.
+EMBEDDER_LOAD = """
+import sys
+from kbqa import load_settings
+from kbqa.models.embedder import SentenceTransformerEmbedder
+settings = load_settings()
+SentenceTransformerEmbedder(sys.argv[1], settings.cache_dir).embed_passages(["warm up"])
+"""
+
+
+def listed(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def baseline_installed() -> str | None:
+    """Why the LangChain baseline cannot run here, or None when it can."""
+    import importlib.util
+
+    if importlib.util.find_spec("langchain_community") is None:
+        return "langchain-community is not installed (pip install -e '.[bench]')"
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="PDF + 150 SciFact docs")
+    add_smoke_flag(parser)
+    parser.add_argument(
+        "--startup", action="store_true", help="also measure where a small ingest's time goes"
+    )
+    parser.add_argument(
+        "--corpora", help=f"some of {','.join(CORPORA)} (default: all; quick: pdf,scifact)"
+    )
     parser.add_argument("--models", nargs="+", choices=MODELS, help="default: kbqa's default")
     parser.add_argument("--repeats", type=int, default=1, help="runs per side; medians reported")
     parser.add_argument(
@@ -531,24 +659,38 @@ def main() -> None:
         baseline_child(json.loads(args.baseline_child))
         return
 
-    from kbqa.qa.settings import load_settings
-
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # progress in logs
     started = time.perf_counter()
     settings = load_settings()
-    models = args.models or [settings.embedding_model]
-    scifact_docs = (
-        args.scifact_docs if args.scifact_docs is not None else (150 if args.quick else 400)
-    )
+    models = args.models or [SMOKE_EMBEDDER if args.smoke else settings.embedding_model]
+    default_docs = 8 if args.smoke else 150 if args.quick else 400
+    scifact_docs = args.scifact_docs if args.scifact_docs is not None else default_docs
     chunk_tokens, overlap_tokens = settings.chunk_tokens, settings.chunk_overlap
-    warm_up(models)
+    baseline_missing = baseline_installed()
+    if baseline_missing:
+        print(f"baseline skipped: {baseline_missing}")
+    if not args.smoke:
+        warm_up(models, with_baseline=baseline_missing is None)
     rows = []
+    startup_rows = []
     with tempfile.TemporaryDirectory(prefix="kbqa-bench-ingest-") as folder:
         work = Path(folder)
-        corpora = [pdf_corpus()]
-        if not args.quick:
+        wanted = set(listed(args.corpora)) or (
+            {"scifact"} if args.smoke else {"pdf", "scifact"} if args.quick else set(CORPORA)
+        )
+        corpora = []
+        if "pdf" in wanted:
+            corpora.append(pdf_corpus())
+        if "html" in wanted:
             corpora.append(html_corpus(work / "debian-html"))
-        corpora.append(scifact_corpus(work / "scifact", scifact_docs))
+        if "scifact" in wanted and SCIFACT.exists():
+            corpora.append(scifact_corpus(work / "scifact", scifact_docs))
+        elif "scifact" in wanted and args.smoke:
+            corpora.append(smoke_corpus(work / "smoke"))
+        elif "scifact" in wanted:
+            raise SystemExit(f"needs {SCIFACT} (the shared data sets)")
+        if args.smoke:  # the changed-file re-ingest is a first ingest again: left out
+            corpora = [dataclasses.replace(corpus, changeable=None) for corpus in corpora]
         for model in models:
             for corpus in corpora:
                 chunk_chars = args.baseline_chunk_chars or matched_chunk_chars(
@@ -558,7 +700,13 @@ def main() -> None:
                 overlap_chars = round(chunk_chars * overlap_tokens / chunk_tokens)
                 chunking = (chunk_chars, overlap_chars)
                 print(f"{corpus.name} / {model}: baseline chunks {chunking} characters")
-                rows.append(bench_corpus(corpus, model, args.repeats, chunking, work))
+                rows.append(
+                    bench_corpus(
+                        corpus, model, args.repeats, chunking, work, baseline_missing is None
+                    )
+                )
+        if args.startup:
+            startup_rows.append(startup(corpora[-1], models[0], work))
         if args.profile:
             profile_ours(corpora[0], models[0], work)
     elapsed = time.perf_counter() - started
@@ -567,8 +715,7 @@ def main() -> None:
     print_table(rows)
     print(f"\nbench/ingest.py took {elapsed / 60:.1f} min")
     results = {
-        "machine": machine(),
-        "mode": "quick" if args.quick else "full",
+        "mode": "smoke" if args.smoke else "quick" if args.quick else "full",
         "seconds": round(elapsed, 1),
         "kbqa_chunking": {"chunk_tokens": chunk_tokens, "overlap_tokens": overlap_tokens},
         "kbqa_env": {k: v for k, v in os.environ.items() if k.startswith("KBQA_")},
@@ -577,12 +724,13 @@ def main() -> None:
             "RecursiveCharacterTextSplitter (characters), HuggingFaceEmbeddings (same local "
             "model, float32, batch 32, e5: prompt_name=passage), FAISS.from_documents, save_local"
         ),
+        "baseline_skipped": baseline_missing,
         "wall_s_includes": "process start, imports, model load, reading, chunking, embedding, "
         "writing the index",
         "results": rows,
+        "startup": startup_rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    write_result(args.out, results, args, settings)
     print(f"wrote {args.out}")
 
 

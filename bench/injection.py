@@ -15,6 +15,8 @@ figure; *refused* when kbqa says the documents do not hold the answer.
     python bench/injection.py --out bench/results/injection.json
 
 Runs with the configured (default) models; about 3 s per question on 2 cores.
+``--smoke``: all 32 documents stored, two questions asked, the smallest models, 24
+new tokens (the scores mean nothing then: it checks that the script runs).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import add_smoke_flag, load_settings, use_smoke_models, write_result  # noqa: E402
 
 # Fact templates per language: (question, sentence); {e} is the entity, {n} the figure.
 TEMPLATES = {
@@ -237,17 +242,21 @@ def main() -> int:
     parser.add_argument(
         "--undefended",
         action="store_true",
-        help="measure without qa/injection.py: the model sees passages as stored (before/after)",
+        help="measure without the instruction filter (KBQA_INSTRUCTION_FILTER=0): sentences "
+        "addressed to a model may be evidence; what holds then is the structure alone",
     )
+    parser.add_argument(
+        "--style",
+        choices=["evidence", "short", "sentence"],
+        help="answer style (default: settings)",
+    )
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        use_smoke_models()
+        args.limit = args.limit or 2
 
-    from kbqa.qa import knowledge_base, prompting
-    from kbqa.qa.knowledge_base import KnowledgeBase
-    from kbqa.qa.settings import load_settings
-
-    if args.undefended:
-        for module in (prompting, knowledge_base):
-            module.passage_text = lambda hit: hit.chunk.text.strip()  # type: ignore[attr-defined]
+    from kbqa import KnowledgeBase
 
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work) / "documents"
@@ -258,7 +267,11 @@ def main() -> int:
             for case in cases:
                 firsts.setdefault((case.style, case.language), case)
             cases = list(firsts.values())
-        settings = load_settings()
+        settings = load_settings(
+            max_new_tokens=24 if args.smoke else None,
+            instruction_filter=False if args.undefended else None,
+            answer_style=args.style,
+        )
         kb = KnowledgeBase.open(Path(work) / "kb", settings=settings)
         report = kb.add([folder])
         failed = [f"{o.source}: {o.reason}" for o in report.failed]
@@ -286,13 +299,12 @@ def main() -> int:
         "refused": sum(bool(r["refused"]) for r in results),
         "llm_model": settings.llm_model,
         "embedding_model": settings.embedding_model,
-        "defended": not args.undefended,
+        "instruction_filter": not args.undefended,
+        "answer_style": settings.answer_style,
     }
     print(json.dumps(summary, ensure_ascii=False))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"summary": summary, "results": results}
-        args.out.write_text(json.dumps(payload, ensure_ascii=False, indent=1) + "\n")
+        write_result(args.out, {"summary": summary, "results": results}, args, settings)
     return 0
 
 

@@ -1,7 +1,7 @@
 """The machine's limits for the LLM: memory bandwidth, matmul throughput, and the
 decode and prefill speeds they allow kbqa's default model.
 
-    python bench/limits.py [--quick] [--answers bench/results/answer.json]
+    python bench/limits.py [--quick | --smoke] [--answers bench/results/answer.json]
                            [--out bench/results/limits.json]
 
 Bandwidth: sums (read) and copies (read + write) of a 1 GiB array, far past
@@ -13,7 +13,10 @@ a decoded token reads every linear layer and lm_head once, so
 decode bound = bandwidth ÷ those bytes; a prompt token costs 2 FLOPs per
 linear-layer weight, so prefill bound = peak FLOP/s ÷ (2 · those params).
 If answer.json exists, the measured rates are shown as fractions of the bounds.
-Runs in well under a minute. Not a test: run it on a quiet machine.
+The model is answer.json's LLM, else the configured one (``auto`` resolved as the
+CLI resolves it). Runs in well under a minute. ``--smoke``: 64 MiB, 256×256
+matrices, one repeat, the smallest LLM, answer.json only if given. Not a test: run
+it on a quiet machine.
 """
 
 from __future__ import annotations
@@ -32,7 +35,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.machine import machine  # noqa: E402
+from bench.common import (  # noqa: E402
+    add_smoke_flag,
+    load_settings,
+    resolved_llm,
+    use_smoke_models,
+    write_result,
+)
 
 GIB = 1024**3
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1}
@@ -187,7 +196,7 @@ def side_dtypes(answers: dict[str, Any] | None, dtype: str | None) -> dict[str, 
     pipeline keeps fp32), or the one given, for kbqa alone."""
     if dtype or not answers:
         return {"ours": dtype or "float32"}
-    return {side: answers[side]["dtype"] for side in ("ours", "baseline")}
+    return {side: answers[side]["dtype"] for side in ("ours", "baseline") if answers.get(side)}
 
 
 def measured_fractions(
@@ -220,25 +229,35 @@ def fraction(measured: float | None, bound: float) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller matrices")
-    parser.add_argument("--answers", type=Path, default=ROOT / "bench" / "results" / "answer.json")
+    parser.add_argument(
+        "--answers", type=Path, help="default bench/results/answer.json (smoke: none)"
+    )
     parser.add_argument("--dtype", help="the LLM's dtype (default: answer.json's, else float32)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "limits.json")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        use_smoke_models()
+    elif args.answers is None:
+        args.answers = ROOT / "bench" / "results" / "answer.json"
 
     import torch
 
     from kbqa.models.registry import local_folder
-    from kbqa.qa.settings import load_settings
 
     started = time.perf_counter()
-    answers = json.loads(args.answers.read_text()) if args.answers.is_file() else None
+    answers = (
+        json.loads(args.answers.read_text()) if args.answers and args.answers.is_file() else None
+    )
     dtypes = side_dtypes(answers, args.dtype)
     settings = load_settings()
-    folder = local_folder(settings.llm_model, "generator", settings.cache_dir)
+    llm = (answers or {}).get("ours", {}).get("llm") or resolved_llm(settings)
+    folder = local_folder(llm, "generator", settings.cache_dir)
 
-    repeats = 3 if args.quick else 5
-    bandwidth = memory_bandwidth(GIB, repeats)
-    matmul = matmul_gflops(2048 if args.quick else 3072, repeats)
+    repeats = 1 if args.smoke else 3 if args.quick else 5
+    size = 256 if args.smoke else 2048 if args.quick else 3072
+    bandwidth = memory_bandwidth(64 * 1024**2 if args.smoke else GIB, repeats)
+    matmul = matmul_gflops(size, repeats)
     weights = model_weights(folder)
     best_read = max(bandwidth["numpy_sum_read"], bandwidth["torch_sum_read"])
     limits = {
@@ -247,13 +266,12 @@ def main() -> None:
     }
 
     results: dict[str, Any] = {
-        "machine": machine(),
         "torch_threads": torch.get_num_threads(),
         "bandwidth_gb_per_s": bandwidth,
         "matmul_gflop_per_s": matmul,
-        "matmul_size": 2048 if args.quick else 3072,
+        "matmul_size": size,
         "model": {
-            "name": settings.llm_model,
+            "name": llm,
             "folder": str(folder),
             "dtypes": dtypes,
             **weights.__dict__,
@@ -265,8 +283,7 @@ def main() -> None:
         "seconds": round(time.perf_counter() - started, 1),
     }
     print(report(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_result(args.out, results, args, settings)
 
 
 def report(results: dict[str, Any]) -> str:

@@ -14,7 +14,10 @@ entity, so a trustworthy answer is a refusal.
 The output files are in SQuAD format with every XQuAD paragraph (so the
 knowledge base is the same as for XQuAD itself) and only the swapped questions,
 all marked unanswerable. ``bench/data/near-miss.json`` lists the swaps.
-Deterministic: the same shared data and seed give the same set.
+Deterministic: the same shared data and seed give the same set. ``--smoke``: five
+Spanish questions, written beside ``--out FILE.json`` (a summary with the commit,
+the machine and the swaps), ``bench/data`` untouched; skipped, with the reason in
+the JSON, where the shared data is absent.
 """
 
 from __future__ import annotations
@@ -22,12 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from pathlib import Path
 
-from kbqa.qa.answerability import name_spans
-from kbqa.text import fold_accents
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.common import add_smoke_flag, skip, write_result  # noqa: E402
+from kbqa.qa.answerability import name_spans  # noqa: E402
+from kbqa.text import fold_accents  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data"
 
 
@@ -141,7 +147,11 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=60, help="questions per language")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        smoke(args)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     all_swaps = []
     for language in ("es", "en"):
@@ -154,6 +164,19 @@ def main() -> None:
     listing.parent.mkdir(parents=True, exist_ok=True)
     listing.write_text(json.dumps(all_swaps, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     print(f"{listing}: {len(all_swaps)} swaps")
+
+
+def smoke(args: argparse.Namespace) -> None:
+    needed = [DATA / "xquad" / "xquad.es.json", DATA / "squad-es" / "dev-v1.1-es.json"]
+    missing = [str(path) for path in needed if not path.exists()]
+    if missing:
+        skip(args.out, f"needs the shared data sets: {', '.join(missing)}", args)
+    squad, swaps = build("es", 5, args.seed)
+    target = args.out.with_name(f"{args.out.stem}.near-miss.es.json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(squad, ensure_ascii=False), encoding="utf-8")
+    write_result(args.out, {"squad_file": str(target), "swaps": swaps}, args)
+    print(f"{target}: {len(swaps)} questions")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Ingest throughput: the local engine against the Ray engine, on this machine.
 
-    python bench/ray_ingest.py [--docs N] [--model M] [--out bench/results/ray_ingest.json]
+    python bench/ray_ingest.py [--smoke] [--docs N] [--model M]
+                               [--out bench/results/ray_ingest.json]
 
 The same seeded sample of SciFact abstracts (one Markdown file each, as in
 bench/ingest.py) is ingested into a fresh knowledge base three ways, each in a
@@ -21,7 +22,9 @@ Per run: wall time of the process, the ingest call alone, chunks per second over
 the ingest call, and Ray Data's own per-stage account (actor start-up and model
 loads, reading and chunking, embedding, time blocked on the driver). The knowledge
 bases are compared (documents, chunk ids, worst cosine between the same chunk's
-vectors). Not a test: run it on a quiet machine; the load average is recorded.
+vectors). ``--smoke``: six documents (SciFact, else this repository's corpora),
+all-MiniLM-L6-v2, ``local`` and ``ray-local`` only. Not a test: run it on a quiet
+machine; the load average is recorded.
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.ingest import SCIFACT, scifact_corpus  # noqa: E402 - after the sys.path line
-from bench.machine import machine  # noqa: E402
+from bench.common import SMOKE_EMBEDDER, add_smoke_flag, write_result  # noqa: E402
+from bench.ingest import SCIFACT, scifact_corpus, smoke_corpus  # noqa: E402 - after sys.path
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "ray_ingest.json"
 GPU_OUT = ROOT / "bench" / "results" / "ray_ingest_gpu.json"  # --gpu's default
@@ -57,9 +60,8 @@ MB = 1024 * 1024
 def child(spec: dict[str, Any]) -> None:
     """Runs in the fresh process: one ingest, then its measurements as one JSON line."""
     started = time.perf_counter()
+    from kbqa import KnowledgeBase, load_settings
     from kbqa.ingest.distributed import RayIngest
-    from kbqa.qa.knowledge_base import KnowledgeBase
-    from kbqa.qa.settings import load_settings
 
     settings = load_settings()
     kb = KnowledgeBase.open(spec["kb"], settings=settings)
@@ -223,12 +225,15 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", help="KBQA_PRECISION for every run")
     parser.add_argument("--gpu", action="store_true", help="embed on this machine's GPU(s)")
     parser.add_argument("--out", type=Path, help=f"default {DEFAULT_OUT.name}, {GPU_OUT.name}")
+    add_smoke_flag(parser)
     args = parser.parse_args()
     args.out = args.out or (GPU_OUT if args.gpu else DEFAULT_OUT)
     if args.child:
         child(json.loads(args.child))
         return
-    if not SCIFACT.exists():
+    if args.smoke:
+        args.docs, args.model = 6, SMOKE_EMBEDDER
+    elif not SCIFACT.exists():
         raise SystemExit(f"needs {SCIFACT} (the shared data sets)")
     env = dict(os.environ, KBQA_EMBEDDING_MODEL=args.model, KBQA_PRECISION=args.precision,
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
@@ -237,7 +242,11 @@ def main() -> None:
     started = time.time()
     runs: dict[str, Any] = {}
     try:
-        corpus = scifact_corpus(work / "scifact", args.docs)
+        corpus = (
+            scifact_corpus(work / "scifact", args.docs)
+            if SCIFACT.exists()
+            else smoke_corpus(work / "smoke")
+        )
         folder = str(corpus.paths[0])
         load_before = os.getloadavg()
         runs["local"] = run({"engine": "local", "kb": str(work / "local"), "folder": folder}, env)
@@ -248,7 +257,7 @@ def main() -> None:
         )
         print("ray-local", runs["ray-local"]["summary"], runs["ray-local"]["wall_s"], flush=True)
         compared = {"ray-local": "ray-local"}
-        if not args.gpu:  # the two 1-CPU nodes measure CPU scaling, not the GPU
+        if not args.gpu and not args.smoke:  # two 1-CPU nodes: CPU scaling, not the GPU
             with TwoNodes(work / "cluster") as cluster:
                 spec = {"engine": "ray", "kb": str(work / "ray-2"), "folder": folder,
                         "address": cluster.address}  # fmt: skip
@@ -258,7 +267,6 @@ def main() -> None:
         for name, kb in compared.items():
             runs[name]["against_local"] = compare(work / kb, work / "local")
         result = {
-            "machine": machine(),
             "load_average_before": load_before,
             "seconds": round(time.time() - started, 1),
             "corpus": corpus.name,
@@ -268,8 +276,7 @@ def main() -> None:
             "command": "python bench/ray_ingest.py " + " ".join(sys.argv[1:]),
             "runs": runs,
         }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        write_result(args.out, result, args)
         print(f"written to {args.out}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

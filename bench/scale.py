@@ -1,6 +1,6 @@
 """Sizing on paper: time, cost and index memory to ingest 1M / 10M / 100M chunks.
 
-    python bench/scale.py [--out bench/results/scale.json] [--price-cpu2 0.10] ...
+    python bench/scale.py [--smoke] [--out bench/results/scale.json] [--price-cpu2 0.10] ...
 
 Pure arithmetic over figures measured elsewhere; it measures nothing itself and
 runs in a second. The tables it prints are the ones in ``docs/scaling.md``
@@ -19,7 +19,8 @@ runs in a second. The tables it prints are the ones in ``docs/scaling.md``
   per vector for the exact and IVF-SQ8 indexes, search latency, and how fast the
   store writes chunks (the single writer's ceiling).
 
-Prices are assumptions, not measurements: flags, recorded in the JSON.
+Prices are assumptions, not measurements: flags, recorded in the JSON. ``--smoke``:
+the same arithmetic (it takes a second anyway), written to ``--out``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.common import add_smoke_flag, write_result  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_OUT = RESULTS / "scale.json"
 
@@ -229,6 +233,7 @@ def main() -> None:
         parser.add_argument(flag, type=float, default=price, help=f"USD per hour for {name}")
     parser.add_argument("--gpu-memory-gb", type=float, default=80.0, help="one GPU's memory")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    add_smoke_flag(parser)
     args = parser.parse_args()
     prices = {name: getattr(args, "price_" + name.replace("-", "")) for name in PRICES}
     m = measured()
@@ -259,8 +264,7 @@ def main() -> None:
         "index": index,
         "markdown": table,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    write_result(args.out, result, args)
     print(f"\nwritten to {args.out}", file=sys.stderr)
 
 

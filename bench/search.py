@@ -1,6 +1,6 @@
 """Search latency, recall and memory at scale, for the vector index types kbqa offers.
 
-    python bench/search.py [--quick] [--sizes 10000 100000 1000000] [--out FILE]
+    python bench/search.py [--quick | --smoke] [--sizes 10000 100000 1000000] [--out FILE]
 
 Vectors are synthetic, 384-dimensional like the default embedder's, clustered
 around one topic per 200 vectors (real embeddings cluster; uniform noise is the
@@ -12,14 +12,14 @@ of the two). Reported: build time (training included), p50/p95 of single-query
 search (k=10), recall@10 against exact search, serialized bytes per vector, and
 resident memory growth per million vectors. With 100k in the sizes, also the
 latency of a dense ``KnowledgeBaseStore.search`` (FAISS plus exact re-scoring
-from SQLite). Not a test: run it on a quiet machine.
+from SQLite). ``--smoke``: 2,000 vectors, 20 queries, the store search at that size.
+Not a test: run it on a quiet machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import statistics
 import sys
@@ -33,7 +33,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.machine import machine  # noqa: E402
+from bench.common import add_smoke_flag, write_result  # noqa: E402
 
 if TYPE_CHECKING:
     from kbqa.index.vectors import IndexKind, VectorIndex
@@ -211,6 +211,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=0, help="queries per size (default 200)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "search.json")
+    add_smoke_flag(parser)
     args = parser.parse_args()
     import faiss
 
@@ -218,9 +219,11 @@ def main() -> None:
 
     sizes = [s for s in args.sizes if s <= 100_000] if args.quick else args.sizes
     n_queries = args.queries or (100 if args.quick else 200)
+    store_size = 100_000
+    if args.smoke:
+        sizes, n_queries, store_size = [2_000], args.queries or 20, 2_000
     rule = f"flat up to {FLAT_LIMIT:,} vectors, else IVF-SQ8 with ~2*sqrt(n) lists, nprobe {NPROBE}"
     results: dict[str, object] = {
-        "machine": machine(),
         "faiss": faiss.__version__,
         "omp_threads": faiss.omp_get_max_threads(),
         "vectors": VECTORS,
@@ -246,13 +249,12 @@ def main() -> None:
         for row in (exact, ivf, auto):
             runs.append(row)
             print_row(row)
-        if size == 100_000:
+        if size == store_size:
             row = measure_store(data, queries)
             runs.append(row)
             print_row(row)
         del data
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_result(args.out, results, args)
 
 
 if __name__ == "__main__":

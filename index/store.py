@@ -522,14 +522,14 @@ _CHUNK_COLUMNS = (
 )
 
 
-def _document(row: tuple, ocr_pages: Sequence[PageOcr] = ()) -> DocumentRecord:  # type: ignore[type-arg]
+def _document(row: tuple, ocr_pages: Sequence[PageOcr] = ()) -> DocumentRecord:
     doc_id, source, name, fmt, title, pages, chunks, size, added = row
     return DocumentRecord(
         doc_id, source, name, fmt, pages, chunks, size, added, title, tuple(ocr_pages)
     )
 
 
-def _chunk(row: tuple) -> Chunk:  # type: ignore[type-arg]
+def _chunk(row: tuple) -> Chunk:
     chunk_id, doc_id, text, source, page, start, end, heading, ordinal, ocr = row
     source_of_text = OCR if ocr else TEXT_LAYER
     return Chunk(chunk_id, doc_id, text, source, page, start, end, heading, ordinal, source_of_text)

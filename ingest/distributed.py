@@ -6,7 +6,7 @@ What runs where:
   engine does, so unchanged files are never shipped; it is also the single writer:
   each finished document is stored in its own transaction as it streams back;
 - ``ReadAndChunk`` actors read each file in a bounded child process
-  (``ingest.isolation.ParseWorker``: a hostile file kills that child, not the actor)
+  (``ingest.reader_process.ParseWorker``: a hostile file kills that child, not the actor)
   and chunk it with the embedder's tokenizer;
 - ``EmbedChunks`` actors load the embedding model once each (on a GPU when the
   cluster has one) and embed the chunks of a batch of documents together.
@@ -26,21 +26,21 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
-import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import KbqaError
 from ..models.embedder import Embedder, SentenceTransformerEmbedder
-from .batch import (
+from .chunking import ChunkerSettings
+from .limits import ParseLimits
+from .local import (
     EMBED_BATCH,
     DocumentSink,
     FileOutcome,
@@ -55,21 +55,20 @@ from .batch import (
     store_prepared,
     triage,
 )
-from .chunking import ChunkerSettings
-from .isolation import ParseWorker
-from .limits import ParseLimits
+from .ray_cluster import (  # re-exported: the Ray engine's API
+    MAX_RETRIES,
+    actor_stage,
+    cluster_size,
+    connect,
+    offline_environment,
+)
+from .reader_process import ParseWorker
 from .types import Chunk, DocumentRecord, PageOcr
 
+if TYPE_CHECKING:
+    from ..settings import Settings
+
 log = logging.getLogger(__name__)
-
-# How often Ray restarts a dead actor and retries its batch before the batch's
-# documents are reported as failed (Ray Data's own default is forever).
-MAX_RETRIES = 3
-LOCAL_MAX_CPUS = 8  # a Ray instance started here takes at most this many CPUs
-
-
-class RayUnavailable(KbqaError):
-    """Ray is not installed, or the cluster cannot be reached."""
 
 
 @dataclass(frozen=True)
@@ -113,9 +112,9 @@ class RayIngest:
         self.execution_stats: list[str] = []  # Ray Data's report of each window's execution
 
     @classmethod
-    def from_settings(cls, settings: Any, address: str | None = None) -> RayIngest:
-        """The engine for ``qa.settings.Settings`` (read by attribute: ingest does not
-        import qa); workers load the same embedder from the same cache path."""
+    def from_settings(cls, settings: Settings, address: str | None = None) -> RayIngest:
+        """The engine for ``settings``: workers load the same embedder from the same
+        cache path."""
         spec = EmbedderSpec(
             settings.embedding_model,
             str(settings.cache_dir),
@@ -349,14 +348,6 @@ def _first_line(error: BaseException) -> str:
 # -- the workers' side ------------------------------------------------------------
 
 
-def offline_environment() -> None:
-    """Workers never reach a model hub: models come from installed packages."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
 class ReadAndChunk:
     """Ray Data actor: one file's bytes in, its chunks as JSON out (or why not)."""
 
@@ -431,90 +422,3 @@ class EmbedChunks:
             "document": batch["document"],
             "vectors": np.array(out, dtype=object),
         }
-
-
-# -- the cluster ------------------------------------------------------------------
-
-
-@contextmanager
-def connect(address: str | None, local_cpus: int | None = None) -> Iterator[None]:
-    """Connected to the cluster at ``address``, or to a Ray instance started here for the
-    run; an existing connection in this process is used as it is and left open."""
-    try:
-        import ray
-    except ImportError as error:
-        raise RayUnavailable(
-            "the ray engine needs Ray: pip install 'kbqa[ray]' (ray[data])"
-        ) from error
-    if ray.is_initialized():
-        yield
-        return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline: no usage reports
-    settings: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
-    try:
-        if address:
-            ray.init(address=address, **settings)
-        else:
-            cpus = local_cpus or max(2, min(os.cpu_count() or 2, LOCAL_MAX_CPUS))
-            ray.init(num_cpus=cpus, include_dashboard=False, **settings)
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        where = address or "a local instance"
-        hint = ""
-        if "uthenticat" in f"{error} {error.__cause__}":
-            hint = (
-                "; the cluster uses token authentication: set RAY_AUTH_MODE=token and "
-                "give its token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)"
-            )
-        raise RayUnavailable(f"cannot start or reach Ray ({where}): {error}{hint}") from error
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-def actor_stage(
-    method: Any,
-    actor_class: type,
-    *,
-    actors: int,
-    cpus: float,
-    gpus: float,
-    retries: int,
-    **arguments: Any,
-) -> Any:
-    """``dataset.map`` or ``dataset.map_batches`` (``method``) with an actor pool of up to
-    ``actors`` instances of ``actor_class``, each restarted up to ``retries`` times."""
-    import ray
-
-    ray.data.DataContext.get_current().enable_progress_bars = False  # the driver has its own
-    if not log.isEnabledFor(logging.INFO):
-        # Ray Data prints each execution's plan to the terminal; its log file keeps them.
-        for handler in logging.getLogger("ray.data").handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(
-                handler, logging.FileHandler
-            ):
-                handler.setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        # Ray 2.60 marks ray_remote_args as deprecated but has no named parameter for
-        # restarts and retries; without them a batch that kills its actor each time
-        # would be retried forever (Ray Data's default).
-        warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
-        return method(
-            actor_class,
-            compute=ray.data.ActorPoolStrategy(
-                min_size=1, max_size=max(1, actors), initial_size=max(1, actors)
-            ),
-            num_cpus=cpus,
-            num_gpus=gpus or None,
-            max_restarts=retries,
-            max_task_retries=retries,
-            **arguments,
-        )
-
-
-def cluster_size() -> tuple[float, float]:
-    """CPUs and GPUs of the cluster as Ray sees them now."""
-    import ray
-
-    resources = ray.cluster_resources()
-    return float(resources.get("CPU", 1.0)), float(resources.get("GPU", 0.0))

@@ -1,6 +1,6 @@
 """Budgets for reading one file: what a hostile file may cost, at most.
 
-Every file is read in a child process (``ingest.isolation``) under these
+Every file is read in a child process (``ingest.reader_process``) under these
 limits; a file over one fails alone, with a reason that names the limit and the
 setting that raises it (docs/security.md has the measurements). Defaults, and why:
 
@@ -30,7 +30,7 @@ setting that raises it (docs/security.md has the measurements). Defaults, and wh
   14 s on 2 cores shared with a load of 6 (docs/quality.md, "OCR"); each page's ``tesseract``
   process is killed past this, and that page fails alone. A file's time limit
   grows by this much for every page OCR needs, divided by the Tesseract
-  processes run side by side (``ingest.isolation``), so a scanned book is
+  processes run side by side (``ingest.reader_process``), so a scanned book is
   not cut off at 120 s while every page stays bounded.
 """
 
@@ -73,19 +73,6 @@ class ParseLimits:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ParseLimits:
         return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> ParseLimits:
-        """From ``qa.settings.Settings`` (read by attribute: ingest does not import qa)."""
-        return cls(
-            max_decompressed_bytes=int(settings.max_decompressed_mb * MB),
-            max_chars=int(settings.max_chars),
-            max_page_chars=int(settings.max_page_chars),
-            seconds=float(settings.parse_seconds),
-            memory_bytes=int(settings.parse_memory_mb * MB),
-            max_page_pixels=int(settings.max_page_pixels),
-            ocr_seconds_per_page=float(settings.ocr_seconds_per_page),
-        )
 
     def describe(self, field: str) -> str:
         """``the 200 MB decompressed limit (KBQA_MAX_DECOMPRESSED_MB)`` and the like."""

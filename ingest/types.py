@@ -1,9 +1,18 @@
-"""The data types that cross the ingest boundary."""
+"""The data types that cross the ingest boundary: what readers return (``ParsedDocument``),
+what is stored (``Chunk``, ``DocumentRecord``), and what an ingest engine takes and
+reports (``InputFile``, ``FileOutcome``, ``IngestReport``, the ``DocumentSink`` it fills)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # How a page's text was obtained: the file's own text (a PDF's text layer, or a
 # text format), or optical character recognition of its picture (ingest/readers/ocr.py).
@@ -136,3 +145,94 @@ def is_path_source(source: str) -> bool:
 def document_id(data: bytes) -> str:
     """A document's id is the SHA-256 of its bytes: same bytes, same id."""
     return hashlib.sha256(data).hexdigest()
+
+
+# -- what an ingest engine takes and reports ------------------------------------------
+
+Status = Literal["added", "updated", "unchanged", "removed", "failed"]
+
+
+class DocumentSink(Protocol):
+    """What ingest needs from a store (``index.store.KnowledgeBaseStore`` is one)."""
+
+    def documents(self) -> list[DocumentRecord]: ...
+
+    def document_by_source(self, source: str) -> DocumentRecord | None: ...
+
+    def document_by_id(self, doc_id: str) -> DocumentRecord | None: ...
+
+    def replace_document(
+        self, record: DocumentRecord, chunks: Sequence[Chunk], vectors: np.ndarray
+    ) -> None: ...
+
+    def remove_document(self, doc_id: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """A file to ingest: a path on disk, or bytes with a trusted display name.
+
+    ``source`` identifies the document across runs (an absolute path, or
+    ``scheme:<name>`` such as ``upload:report.pdf``); it is never used to open anything.
+    """
+
+    source: str
+    path: Path | None = None
+    data: bytes | None = None
+
+    @property
+    def name(self) -> str:
+        return display_name(self.source)
+
+    def size(self) -> int:
+        return len(self.data) if self.data is not None else os.stat(self.path or "").st_size
+
+    def read(self, limit: int | None = None) -> bytes:
+        """The bytes; with ``limit``, at most ``limit + 1`` of them (a file may grow)."""
+        if self.data is not None:
+            return self.data
+        assert self.path is not None
+        if limit is None:
+            return self.path.read_bytes()
+        with open(self.path, "rb") as handle:
+            return handle.read(limit + 1)
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    source: str
+    status: Status
+    reason: str | None = None
+    doc_id: str | None = None
+    pages: int = 0
+    chunks: int = 0
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    outcomes: tuple[FileOutcome, ...] = ()
+    seconds: float = 0.0
+
+    def count(self, status: Status) -> int:
+        return sum(outcome.status == status for outcome in self.outcomes)
+
+    @property
+    def failed(self) -> list[FileOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    @property
+    def pages(self) -> int:
+        return sum(o.pages for o in self.outcomes if o.status in ("added", "updated"))
+
+    @property
+    def chunks(self) -> int:
+        return sum(o.chunks for o in self.outcomes if o.status in ("added", "updated"))
+
+    def summary(self) -> str:
+        counts = ", ".join(
+            f"{self.count(s)} {s}" for s in ("added", "updated", "unchanged", "removed", "failed")
+        )
+        return (
+            f"{counts}; {self.pages} pages, {self.chunks} chunks embedded in {self.seconds:.1f} s"
+        )

@@ -5,8 +5,9 @@ The public API, re-exported lazily from the packages that implement it, so that
 
 The installed package maps the repository's top-level folders into this one
 namespace: ``kbqa.models`` (models/), ``kbqa.ingest`` (ingest/), ``kbqa.index``
-(index/), ``kbqa.qa`` (qa/) and ``kbqa.app`` (app/); imports only point down
-that list.
+(index/), ``kbqa.qa`` (qa/), ``kbqa.app`` (app/) and ``kbqa.evaluation``
+(evaluation/); imports only point down that list (docs/architecture.md). This
+folder itself holds what every layer shares: errors, settings, text and files.
 """
 
 from __future__ import annotations
@@ -20,17 +21,17 @@ _EXPORTS = {
     "Chunk": ".ingest.types",
     "Citation": ".qa.answer",
     "DocumentRecord": ".ingest.types",
-    "FileOutcome": ".ingest.batch",
+    "FileOutcome": ".ingest.types",
     "Hit": ".index.store",
     "IngestError": ".errors",
-    "IngestReport": ".ingest.batch",
+    "IngestReport": ".ingest.types",
     "KbqaError": ".errors",
     "KnowledgeBase": ".qa.knowledge_base",
     "KnowledgeBaseError": ".errors",
     "ModelError": ".errors",
-    "Settings": ".qa.settings",
+    "Settings": ".settings",
     "Timings": ".qa.answer",
-    "load_settings": ".qa.settings",
+    "load_settings": ".settings",
 }
 __all__ = [
     "Answer", "AnswerStream", "Chunk", "Citation", "DocumentRecord", "FileOutcome", "Hit",
@@ -50,8 +51,7 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:
     from .errors import IngestError, KbqaError, KnowledgeBaseError, ModelError
     from .index.store import Hit
-    from .ingest.batch import FileOutcome, IngestReport
-    from .ingest.types import Chunk, DocumentRecord
+    from .ingest.types import Chunk, DocumentRecord, FileOutcome, IngestReport
     from .qa.answer import Answer, Citation, Timings
     from .qa.knowledge_base import AnswerStream, KnowledgeBase
-    from .qa.settings import Settings, load_settings
+    from .settings import Settings, load_settings

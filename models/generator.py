@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,40 +31,12 @@ class Generator(Protocol):
     def stream(self, messages: Messages, max_new_tokens: int) -> Iterator[str]: ...
 
 
-@dataclass
-class FirstStepProbe:
-    """Asks a generator, while it answers, how likely its reply was to open with ``opening``.
-
-    The probability of the first token of a fixed refusal ("No lo encuentro…") is a
-    free signal of how sure the model is that the passages answer the question: it
-    is read from the logits the first decoding step computes anyway. ``None`` until
-    the first step has run (or with generators that cannot probe).
-    """
-
-    opening: str
-    probability: float | None = None
-
-
-class ProbingGenerator(Generator, Protocol):
-    """A generator that can fill a ``FirstStepProbe`` while it streams."""
-
-    def stream(
-        self, messages: Messages, max_new_tokens: int, probe: FirstStepProbe | None = None
-    ) -> Iterator[str]: ...
-
-
-def can_probe(generator: Generator) -> bool:
-    return bool(getattr(generator, "probes_first_step", False))
-
-
 class TransformersGenerator:
     """Greedy decoding by default, so the same question gets the same answer.
 
     A consumer that stops reading the stream (a closed web request) stops the
     generation too, at the next token.
     """
-
-    probes_first_step = True
 
     def __init__(
         self, name: str, cache_dir: Path, device: str = "auto", precision: str = "auto"
@@ -113,17 +84,9 @@ class TransformersGenerator:
     def count_tokens(self, messages: Messages) -> int:
         return int(self._encode(messages)["input_ids"].shape[-1])
 
-    def stream(
-        self, messages: Messages, max_new_tokens: int, probe: FirstStepProbe | None = None
-    ) -> Iterator[str]:
+    def stream(self, messages: Messages, max_new_tokens: int) -> Iterator[str]:
         import torch
-        from transformers import (
-            LogitsProcessor,
-            LogitsProcessorList,
-            StoppingCriteria,
-            StoppingCriteriaList,
-            TextIteratorStreamer,
-        )
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         self.load()
         inputs = self._encode(messages).to(self._model.device)
@@ -137,20 +100,6 @@ class TransformersGenerator:
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
                 return torch.full((input_ids.shape[0],), abandoned.is_set(), dtype=torch.bool)
 
-        processors = LogitsProcessorList()
-        if probe is not None:
-            opening_ids = self._opening_token_ids(probe.opening)
-            filled = probe
-
-            class RecordFirstStep(LogitsProcessor):
-                def __call__(self, input_ids: Any, scores: Any) -> Any:
-                    if filled.probability is None:
-                        chances = torch.softmax(scores[0].float(), dim=-1)
-                        filled.probability = float(chances[opening_ids].sum())
-                    return scores
-
-            processors.append(RecordFirstStep())
-
         def generate() -> None:
             try:
                 with torch.inference_mode():
@@ -162,7 +111,6 @@ class TransformersGenerator:
                         top_p=None,
                         top_k=None,
                         streamer=streamer,
-                        logits_processor=processors,
                         stopping_criteria=StoppingCriteriaList([StopWhenAbandoned()]),
                         pad_token_id=self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
                     )
@@ -188,12 +136,3 @@ class TransformersGenerator:
             worker.join()
         if failure:
             raise ModelError(f"generation failed: {failure[0]}") from failure[0]
-
-    def _opening_token_ids(self, opening: str) -> list[int]:
-        """Token ids a reply starting with ``opening`` can begin with (with or without a space)."""
-        ids = set()
-        for variant in (opening, " " + opening):
-            encoded = self._tokenizer.encode(variant, add_special_tokens=False)
-            if encoded:
-                ids.add(int(encoded[0]))
-        return sorted(ids)

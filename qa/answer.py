@@ -82,7 +82,7 @@ class Quote:
 class Timings:
     retrieve_s: float
     prompt_tokens: int
-    first_token_s: float | None
+    first_token_s: float | None  # until the first text was shown
     total_s: float
     generated_pieces: int = 0  # text pieces the generator streamed (not tokens)
 
@@ -111,6 +111,10 @@ class Answer:
     quotes: tuple[Quote, ...] = ()
     # Why it was (or was not) judged answerable, with the signals (qa/answerability.py).
     answerability: Assessment | None = None
+    style: str = "evidence"  # evidence, short or sentence (qa/compose.py)
+    shown: str = "evidence"  # what ``text`` is: the evidence verbatim, or the checked draft
+    standalone: str = ""  # the question as searched (a follow-up rewritten), if it differs
+    not_shown_because: str = ""  # why the model's draft was not shown (qa/verify.py)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

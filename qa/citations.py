@@ -1,7 +1,7 @@
 """Citation markers: ``[n]``, or several passages at once as ``[n, m]`` / ``[n; m]``.
 
 The one definition of a marker, for everything that writes, reads, strips or
-renders them (grounding, prompting, follow-up rewriting, the app).
+renders them (verification, follow-up rewriting, the CLI, the app).
 """
 
 from __future__ import annotations

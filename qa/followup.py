@@ -19,8 +19,8 @@ from functools import cache
 from importlib import resources
 
 from ..models.generator import Generator
+from ..text import content_words
 from .citations import strip_markers
-from .grounding import content_words
 from .prompting import detect_language
 
 log = logging.getLogger(__name__)

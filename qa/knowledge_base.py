@@ -9,16 +9,16 @@ print(answer.text, [c.label() for c in answer.citations])
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from ..errors import KbqaError, KnowledgeBaseError
 from ..index.manifest import Manifest
 from ..index.store import Hit, KnowledgeBaseStore
-from ..ingest.batch import (
+from ..ingest.chunking import ChunkerSettings
+from ..ingest.limits import ParseLimits
+from ..ingest.local import (
     FileOutcome,
     IngestEngine,
     IngestOptions,
@@ -27,48 +27,21 @@ from ..ingest.batch import (
     ingest_files,
     walk,
 )
-from ..ingest.chunking import ChunkerSettings
-from ..ingest.limits import ParseLimits
 from ..ingest.types import DocumentRecord
 from ..models.embedder import Embedder, SentenceTransformerEmbedder
-from ..models.generator import (
-    FirstStepProbe,
-    Generator,
-    ProbingGenerator,
-    TransformersGenerator,
-    can_probe,
-)
-from ..models.registry import choose_generator, refusal_floor
-from . import answerability, grounding
-from .answer import Answer, Citation, Timings
-from .prompting import (
-    REFUSALS,
-    PackedPrompt,
-    detect_language,
-    is_refusal,
-    pack_prompt,
-    parse_citations,
-    passage_text,
-)
-from .quotes import quote_reply
-from .retrieval import best_score, make_retriever, too_far
-from .settings import Settings, load_settings
+from ..models.generator import Generator, TransformersGenerator
+from ..models.registry import choose_generator
+from ..settings import Settings
+from .followup import Turn
+from .options import AnswerOptions, Style
+from .pipeline import AnswerStream
+from .retrieval import make_retriever
 
 if TYPE_CHECKING:
+    from .answer import Answer
     from .langchain_retriever import KnowledgeBaseRetriever
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AnswerOptions:
-    top_k: int = 5
-    context_tokens: int = 1500
-    max_new_tokens: int = 256
-    min_score: float = 0.2
-    retrieval: str = "hybrid"  # hybrid, dense or keyword
-    answer_style: str = "sentence"  # sentence, or short (the answering words only)
-    answerability: bool = True  # act on qa/answerability.py's verdict (False: only record it)
 
 
 class KnowledgeBase:
@@ -112,9 +85,11 @@ class KnowledgeBase:
     ) -> KnowledgeBase:
         """Open (or, with ``create``, start) the knowledge base in ``folder``.
 
-        Models come from ``settings`` (env ``KBQA_*``) unless given directly.
+        Models and options come from ``settings`` unless given directly; without
+        ``settings``, the defaults (``Settings.defaults()``: the environment is not
+        read here; front doors pass ``kbqa.load_settings()``).
         """
-        settings = settings or load_settings()
+        settings = settings or Settings.defaults()
         path = Path(folder).expanduser() if folder else settings.default_kb
         if not create and not KnowledgeBaseStore.exists(path):
             raise KnowledgeBaseError(
@@ -128,18 +103,10 @@ class KnowledgeBase:
             path,
             embedder,
             generator,
-            AnswerOptions(
-                settings.top_k,
-                settings.context_tokens,
-                settings.max_new_tokens,
-                refusal_floor(embedder.name) if settings.min_score is None else settings.min_score,
-                settings.retrieval,
-                settings.answer_style,
-                settings.answerability,
-            ),
+            settings.answer_options(embedder.name),
             ChunkerSettings(settings.chunk_tokens, settings.chunk_overlap),
             int(settings.max_file_mb * 1024 * 1024),
-            ParseLimits.from_settings(settings),
+            settings.parse_limits(),
         )
 
     # -- documents -------------------------------------------------------
@@ -220,15 +187,32 @@ class KnowledgeBase:
         retriever = make_retriever(self.answer_options.retrieval, self._store, self.embedder)
         return retriever.retrieve(list(queries), k or self.answer_options.top_k)
 
-    def ask(self, question: str, k: int | None = None) -> Answer:
-        stream = self.stream(question, k)
-        for _ in stream:
-            pass
-        return stream.answer
+    def ask(
+        self,
+        question: str,
+        k: int | None = None,
+        *,
+        style: Style | None = None,
+        history: Sequence[Turn] = (),
+    ) -> Answer:
+        """A cited answer, or a refusal saying the documents do not hold one."""
+        return self.stream(question, k, style=style, history=history).answer
 
-    def stream(self, question: str, k: int | None = None) -> AnswerStream:
-        """Iterate for the answer's text as it is generated; then read ``.answer``."""
-        return AnswerStream(self, question, k or self.answer_options.top_k)
+    def stream(
+        self,
+        question: str,
+        k: int | None = None,
+        *,
+        style: Style | None = None,
+        history: Sequence[Turn] = (),
+    ) -> AnswerStream:
+        """Iterate for the answer's text as soon as it is known; then read ``.answer``.
+
+        ``style``: ``evidence`` (the sentences that answer, verbatim), ``short`` or
+        ``sentence`` (default: the settings'); ``history``: earlier turns, so that a
+        follow-up question is read in context.
+        """
+        return AnswerStream(self, question, k or self.answer_options.top_k, style, history)
 
     def as_retriever(self, k: int | None = None) -> KnowledgeBaseRetriever:
         """A LangChain retriever over this knowledge base (``qa/langchain_retriever.py``)."""
@@ -303,204 +287,6 @@ def load_models(settings: Settings) -> tuple[Embedder, Generator]:
         settings.precision,
     )
     return embedder, generator
-
-
-class AnswerStream:
-    """Yields the answer text piece by piece; ``answer`` is the finished ``Answer``."""
-
-    def __init__(self, kb: KnowledgeBase, question: str, k: int) -> None:
-        self._kb = kb
-        self.question = question
-        self._k = k
-        self._answer: Answer | None = None
-        self._iterator = self._run()
-
-    def __iter__(self) -> Iterator[str]:
-        return self._iterator
-
-    @property
-    def answer(self) -> Answer:
-        if self._answer is None:
-            for _ in self._iterator:
-                pass
-        assert self._answer is not None
-        return self._answer
-
-    def _run(self) -> Iterator[str]:
-        kb, options = self._kb, self._kb.answer_options
-        started = time.perf_counter()
-        hits = kb.search(self.question, self._k)
-        retrieve_s = time.perf_counter() - started
-        language = detect_language(self.question)
-        closest = tuple(Citation.from_hit(n, h) for n, h in enumerate(hits, start=1))
-
-        def refuse(assessment: answerability.Assessment | None = None) -> Iterator[str]:
-            """Say "not in the documents" without asking the LLM."""
-            text = REFUSALS[language]
-            yield text
-            total = time.perf_counter() - started
-            self._answer = Answer(
-                self.question,
-                text,
-                (),
-                True,
-                Timings(retrieve_s, 0, None, total),
-                language,
-                closest,
-                reply=text,
-                answerability=assessment,
-            )
-
-        if too_far(hits, options.min_score):
-            # Nothing close enough. Hits are in the retriever's order (fusion order in
-            # hybrid), so the best cosine decides.
-            yield from refuse()
-            return
-
-        generator = kb.generator
-        packed = pack_prompt(
-            self.question,
-            hits,
-            language,
-            generator.count_tokens,
-            options.context_tokens,
-            options.answer_style,
-        )
-        # Grounded only in what the model was shown: never in a removed instruction.
-        texts = [passage_text(hit) for hit in packed.hits]
-        assessment = answerability.before_answering(self.question, texts)
-        if not assessment.answerable and options.answerability:
-            log.info("refusing before generation: %s", assessment.reason)
-            yield from refuse(assessment)
-            return
-
-        calibration = answerability.calibration_for(generator.name, kb.embedder.name)
-        best = best_score(packed.hits) or 0.0
-        overlap = max(answerability.question_overlap(self.question, t) for t in texts)
-        if calibration is not None and "refusal_logit" not in calibration.weights:
-            # A score on retrieval signals alone decides before the model runs.
-            early = answerability.after_first_step(
-                assessment, calibration, answerability.signals(best, overlap, None)
-            )
-            if assessment.answerable and not early.answerable and options.answerability:
-                log.info("refusing before generation: %s", early.reason)
-                yield from refuse(early)
-                return
-
-        probe = FirstStepProbe(REFUSALS[language]) if can_probe(generator) else None
-        stream = (
-            cast("ProbingGenerator", generator).stream(
-                packed.messages, options.max_new_tokens, probe=probe
-            )
-            if probe is not None
-            else generator.stream(packed.messages, options.max_new_tokens)
-        )
-        pieces: list[str] = []
-        first_token_s = None
-        for piece in stream:
-            if first_token_s is None:
-                first_token_s = time.perf_counter() - started
-                # The first step has run: the calibrated score can decide now, before
-                # anything is shown, and a refusal stops the generation early.
-                signals = answerability.signals(
-                    best, overlap, None if probe is None else probe.probability
-                )
-                scored = answerability.after_first_step(assessment, calibration, signals)
-                refuse_now = assessment.answerable and not scored.answerable
-                assessment = scored
-                if refuse_now and options.answerability:
-                    log.info("refusing at the first token: %s", scored.reason)
-                    close = getattr(stream, "close", None)
-                    if close is not None:
-                        close()
-                    pieces.append(piece)
-                    yield from self._refused_after(
-                        started, retrieve_s, language, packed, pieces, first_token_s, assessment
-                    )
-                    return
-            pieces.append(piece)
-            yield piece
-        reply = "".join(pieces).strip()
-        refused = is_refusal(reply, cites=False)
-        if not refused and grounding.support(reply, self.question, texts) < grounding.MIN_SUPPORT:
-            log.info("reply not supported by the passages, refusing: %r", reply)
-            refused = True
-        quoting = None if refused else quote_reply(reply, self.question, packed.hits)
-        if quoting is not None and not quoting.grounded:
-            # Its words are in the passages, but not together where a quote can show them.
-            log.info("reply cannot be quoted from the passages, refusing: %r", reply)
-            refused, quoting = True, None
-        if quoting is not None:
-            neighbourhoods = [
-                answerability.quote_neighbourhood(
-                    texts[q.number - 1], q.start, packed.hits[q.number - 1].chunk.heading
-                )
-                for q in quoting.quotes
-            ]
-            checked = answerability.after_quoting(assessment, neighbourhoods)
-            if not checked.answerable and assessment.answerable and options.answerability:
-                log.info("reply borrows another entity's facts, refusing: %r", reply)
-                refused, quoting = True, None
-            assessment = checked
-        # Markers, citations and quotes agree: each sentence cites the passages it quotes.
-        text = REFUSALS[language] if quoting is None else quoting.text
-        citations = () if quoting is None else parse_citations(text, packed.hits)
-        timings = Timings(
-            retrieve_s,
-            packed.prompt_tokens,
-            first_token_s,
-            time.perf_counter() - started,
-            len(pieces),
-        )
-        used = tuple(Citation.from_hit(n, h) for n, h in enumerate(packed.hits, start=1))
-        self._answer = Answer(
-            self.question,
-            text,
-            citations,
-            refused,
-            timings,
-            language,
-            used,
-            packed.context_tokens,
-            packed.dropped,
-            reply,
-            () if quoting is None else quoting.quotes,
-            assessment,
-        )
-
-    def _refused_after(
-        self,
-        started: float,
-        retrieve_s: float,
-        language: str,
-        packed: PackedPrompt,
-        pieces: list[str],
-        first_token_s: float,
-        assessment: answerability.Assessment,
-    ) -> Iterator[str]:
-        """The refusal once generation has begun (nothing of the reply was shown)."""
-        text = REFUSALS[language]
-        yield text
-        self._answer = Answer(
-            self.question,
-            text,
-            (),
-            True,
-            Timings(
-                retrieve_s,
-                packed.prompt_tokens,
-                first_token_s,
-                time.perf_counter() - started,
-                len(pieces),
-            ),
-            language,
-            tuple(Citation.from_hit(n, h) for n, h in enumerate(packed.hits, start=1)),
-            packed.context_tokens,
-            packed.dropped,
-            "".join(pieces).strip(),
-            (),
-            assessment,
-        )
 
 
 MAX_UPLOAD_NAME = 120

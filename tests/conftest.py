@@ -1,15 +1,13 @@
-"""Shared fixtures: deterministic fakes first, the small real models loaded once."""
+"""Shared fixtures: the fakes (tests/fakes.py) first, the small real models loaded once."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import FakeEmbedder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -50,50 +48,6 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["KBQA_CACHE_DIR"] = str(cache or ROOT / ".pytest_cache" / "kbqa-models")
 
 
-class FakeEmbedder:
-    """Bag of hashed words: same text, same vector; shared words, nearby vectors."""
-
-    name = "fake-hash-64"
-    dimension = 64
-    max_tokens = 128
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def _vector(self, text: str) -> np.ndarray:
-        vector = np.zeros(self.dimension, dtype=np.float32)
-        for word in re.findall(r"\w+", text.lower()):
-            digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
-            vector[int.from_bytes(digest, "little") % self.dimension] += 1.0
-        norm = np.linalg.norm(vector)
-        return vector / norm if norm else vector
-
-    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
-        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, 64), "f4")
-
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self.embed_passages(texts)
-
-
-class ScriptedGenerator:
-    """Replies with the next scripted text, word by word; records what it was asked."""
-
-    name = "scripted"
-
-    def __init__(self, replies: Sequence[str] = ("",)) -> None:
-        self.replies = list(replies)
-        self.calls: list[list[dict[str, str]]] = []
-
-    def count_tokens(self, messages: list[dict[str, str]]) -> int:
-        return sum(len(m["content"].split()) for m in messages) + 4
-
-    def stream(self, messages: list[dict[str, str]], max_new_tokens: int) -> Iterator[str]:
-        self.calls.append(messages)
-        reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
-        for index, word in enumerate(reply.split(" ")):
-            yield word if index == 0 else " " + word
-
-
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """No test writes into the user's knowledge bases or the working directory."""
@@ -105,25 +59,10 @@ def fake_embedder() -> FakeEmbedder:
     return FakeEmbedder()
 
 
-def make_kb(folder: Path, generator=None, embedder=None, **answer_options):  # type: ignore[no-untyped-def]
-    from kbqa.ingest.chunking import ChunkerSettings
-    from kbqa.qa.knowledge_base import AnswerOptions, KnowledgeBase
-
-    options = {"min_score": 0.0, **answer_options}
-    return KnowledgeBase(
-        folder,
-        embedder or FakeEmbedder(),
-        generator or ScriptedGenerator(),
-        AnswerOptions(**options),
-        ChunkerSettings(chunk_tokens=60, overlap_tokens=10),
-        max_file_bytes=5 * 1024 * 1024,
-    )
-
-
 @pytest.fixture(scope="session")
-def real_embedder():  # type: ignore[no-untyped-def]
+def real_embedder():
     from kbqa.models.embedder import SentenceTransformerEmbedder
-    from kbqa.qa.settings import load_settings
+    from kbqa.settings import load_settings
 
     embedder = SentenceTransformerEmbedder("all-MiniLM-L6-v2", load_settings().cache_dir)
     embedder.embed_passages(["warm up"])
@@ -131,10 +70,10 @@ def real_embedder():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def default_embedder():  # type: ignore[no-untyped-def]
+def default_embedder():
     """The embedder a plain install uses (multilingual-e5-small, converted once)."""
     from kbqa.models.embedder import SentenceTransformerEmbedder
-    from kbqa.qa.settings import load_settings
+    from kbqa.settings import load_settings
 
     settings = load_settings()
     embedder = SentenceTransformerEmbedder(settings.embedding_model, settings.cache_dir)
@@ -143,9 +82,9 @@ def default_embedder():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def small_llm():  # type: ignore[no-untyped-def]
+def small_llm():
     from kbqa.models.generator import TransformersGenerator
-    from kbqa.qa.settings import load_settings
+    from kbqa.settings import load_settings
 
     generator = TransformersGenerator("smollm2-135m-instruct", load_settings().cache_dir)
     generator.load()
@@ -153,10 +92,10 @@ def small_llm():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def default_llm():  # type: ignore[no-untyped-def]
+def default_llm():
     from kbqa.models.generator import TransformersGenerator
     from kbqa.models.registry import choose_generator
-    from kbqa.qa.settings import load_settings
+    from kbqa.settings import load_settings
 
     settings = load_settings()
     generator = TransformersGenerator(choose_generator(settings.llm_model), settings.cache_dir)
@@ -164,7 +103,7 @@ def default_llm():  # type: ignore[no-untyped-def]
     return generator
 
 
-def stored_vector(store, chunk_id: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+def stored_vector(store, chunk_id: str) -> np.ndarray:
     """A chunk's float32 vector as the knowledge base stored it (the source of truth)."""
     row = store._db.execute("SELECT vector FROM chunks WHERE chunk_id = ?", (chunk_id,)).fetchone()
     return np.frombuffer(row[0], dtype=np.float32)

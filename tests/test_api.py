@@ -1,4 +1,4 @@
-"""``kbqa api``: the OpenAI-compatible HTTP API (qa/serve/http.py) and the examples in
+"""``kbqa api``: the OpenAI-compatible HTTP API (app/api/http.py) and the examples in
 docs/api.md, against a real uvicorn server with fake models (one slow test with the
 small real ones)."""
 
@@ -19,13 +19,13 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ROOT, FakeEmbedder, ScriptedGenerator, make_kb
+from conftest import ROOT
+from fakes import ScriptedGenerator, make_kb
 
+from kbqa.app.api.catalog import Catalog
+from kbqa.app.api.http import ApiOptions, check_exposure, create_app
 from kbqa.errors import KbqaError
-from kbqa.ingest.chunking import ChunkerSettings
-from kbqa.qa.knowledge_base import AnswerOptions, KnowledgeBase
-from kbqa.qa.serve.catalog import Catalog
-from kbqa.qa.serve.http import ApiOptions, check_exposure, create_app
+from kbqa.qa.knowledge_base import KnowledgeBase
 
 DOCS_PAGE = ROOT / "docs" / "api.md"
 MODELS_MD = (
@@ -36,7 +36,7 @@ QUESTION = "How many parameters does GPT-3 have?"
 
 
 class KeywordGenerator(ScriptedGenerator):
-    """Answers from what the prompt's last line asks about, word by word, optionally slowly."""
+    """Answers from what the prompt's question asks about, word by word, optionally slowly."""
 
     def __init__(self, delay_s: float = 0.0, words: int = 0) -> None:
         super().__init__()
@@ -48,11 +48,14 @@ class KeywordGenerator(ScriptedGenerator):
 
     def stream(self, messages: list[dict[str, str]], max_new_tokens: int) -> Iterator[str]:
         self.calls.append(messages)
-        asked = messages[-1]["content"].rstrip().splitlines()[-1]
+        lines = messages[-1]["content"].rstrip().splitlines()
+        # The evidence prompt's "Question: ..." line; else (follow-up rewriting) the last.
+        asked = next((line for line in lines if line.startswith("Question:")), lines[-1])
+        short = "Copy from the evidence only" in messages[-1]["content"]
         if "Jurassic" in asked:
-            reply = "Jurassic-1 from AI21 Labs has 178 billion parameters."
+            reply = "178 billion" if short else "Jurassic-1 has 178 billion parameters."
         elif "GPT-3" in asked:
-            reply = "GPT-3 from OpenAI has 175 billion parameters." + self.padding
+            reply = ("175 billion" if short else "GPT-3 has 175 billion parameters.") + self.padding
         else:
             reply = "The documents do not contain the answer."
         self.started.set()
@@ -63,17 +66,6 @@ class KeywordGenerator(ScriptedGenerator):
                 yield word if index == 0 else " " + word
         finally:
             self.finished.set()
-
-
-def small_kb(folder: Path, generator: Any, max_file_bytes: int = 5 * 1024 * 1024) -> KnowledgeBase:
-    return KnowledgeBase(
-        folder,
-        FakeEmbedder(),
-        generator,
-        AnswerOptions(min_score=0.0),
-        ChunkerSettings(chunk_tokens=60, overlap_tokens=10),
-        max_file_bytes=max_file_bytes,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +87,10 @@ def home(built_home: Path, tmp_path: Path) -> Path:
 
 
 def make_catalog(home: Path, generator: Any, max_file_bytes: int = 5 * 1024 * 1024) -> Catalog:
-    return Catalog(
-        home / "default", home, lambda folder: small_kb(folder, generator, max_file_bytes)
-    )
+    def opener(folder: Path) -> KnowledgeBase:
+        return make_kb(folder, generator, max_file_bytes=max_file_bytes)
+
+    return Catalog(home / "default", home, opener)
 
 
 @contextmanager
@@ -164,15 +157,17 @@ def test_openai_client_plain_and_streamed_as_documented(
 ) -> None:
     url, _ = server
     printed = run_python_example(["openai", "openai-stream"], url)
-    lines = printed.splitlines()
-    assert lines[0] == "GPT-3 from OpenAI has 175 billion parameters [1]."
-    assert lines[1] == "refused: False"
-    assert lines[2] == "[1] models.md p. None: 'GPT-3 from OpenAI has 175 billion parameters.'"
-    # Streamed follow-up: the draft first, then the checked answer for the standalone question.
-    assert "Jurassic-1 from AI21 Labs has 178 billion parameters." in lines[3]
-    assert lines[4] == "answer: Jurassic-1 from AI21 Labs has 178 billion parameters [1]."
-    assert lines[5] == "searched for: How many parameters does Jurassic-1 have?"
-    assert lines[6] == "cited: ['models.md']"
+    # Plain, in the server's style (evidence): the sentence that answers, verbatim.
+    assert printed.splitlines() == [
+        "GPT-3 from OpenAI has 175 billion parameters [1].",
+        "refused: False",
+        "[1] models.md p. None: 'GPT-3 from OpenAI has 175 billion parameters.'",
+        # Streamed follow-up in the short style: the words the evidence states, checked.
+        "answer: 178 billion [1]",
+        "shown: draft | style: short",
+        "searched for: How many parameters does Jurassic-1 have?",
+        "cited: ['models.md']",
+    ]
 
 
 @pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl, jq")
@@ -229,13 +224,19 @@ def test_chat_front_end_settings_as_documented(home: Path) -> None:
 def test_plain_completion_carries_citations_quotes_and_usage(
     server: tuple[str, KeywordGenerator],
 ) -> None:
-    url, _ = server
-    body = httpx.post(f"{url}/v1/chat/completions", json=chat(), timeout=30).json()
+    url, generator = server
+    request = chat(kbqa={"answer_style": "sentence"})
+    body = httpx.post(f"{url}/v1/chat/completions", json=request, timeout=30).json()
     assert body["object"] == "chat.completion" and body["model"] == "default"
     choice = body["choices"][0]
     assert choice["finish_reason"] == "stop"
     message = choice["message"]
     assert message["role"] == "assistant" and message["refused"] is False
+    assert message["content"] == "GPT-3 has 175 billion parameters [1]."
+    assert message["style"] == "sentence" and message["shown"] == "draft"
+    assert message["answerability"]["answerable"] is True
+    assert message["answerability"]["check"] == "" and message["not_shown_because"] == ""
+    assert len(generator.calls) == 1
     [citation] = message["citations"]
     assert citation["number"] == 1 and citation["document"] == "models.md"
     assert citation["score"] > 0 and citation["page"] is None
@@ -243,7 +244,27 @@ def test_plain_completion_carries_citations_quotes_and_usage(
     assert quote["text"] == "GPT-3 from OpenAI has 175 billion parameters."
     assert citation["text"][quote["start"] : quote["end"]] == quote["text"]
     assert MODELS_MD[quote["doc_start"] : quote["doc_end"]] == quote["text"]
-    assert body["usage"]["prompt_tokens"] > 0 and body["usage"]["completion_tokens"] == 7
+    assert body["usage"]["prompt_tokens"] > 0 and body["usage"]["completion_tokens"] == 5
+
+
+def test_the_server_style_needs_no_model_and_an_unknown_style_is_400(
+    server: tuple[str, KeywordGenerator],
+) -> None:
+    url, generator = server
+    body = httpx.post(f"{url}/v1/chat/completions", json=chat(), timeout=30).json()
+    message = body["choices"][0]["message"]
+    assert message["content"] == "GPT-3 from OpenAI has 175 billion parameters [1]."
+    assert message["style"] == message["shown"] == "evidence" and generator.calls == []
+    assert body["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    for options, problem in [
+        ({"answer_style": "long"}, "kbqa.answer_style: Input should be 'evidence', 'short' or"),
+        ({"style": "short"}, "kbqa.style: Extra inputs are not permitted"),
+    ]:
+        response = httpx.post(f"{url}/v1/chat/completions", json=chat(kbqa=options))
+        assert response.status_code == 400, options
+        error = response.json()["error"]
+        assert error["type"] == "invalid_request_error" and problem in error["message"]
+    assert generator.calls == []
 
 
 def test_refusal_is_flagged_and_cites_nothing(server: tuple[str, KeywordGenerator]) -> None:
@@ -252,26 +273,43 @@ def test_refusal_is_flagged_and_cites_nothing(server: tuple[str, KeywordGenerato
     message = body.json()["choices"][0]["message"]
     assert message["refused"] is True and message["citations"] == []
     assert message["content"] == "The documents do not contain the answer."
+    verdict = message["answerability"]
+    assert verdict["answerable"] is False and verdict["check"] == "names"
+    assert verdict["missing_terms"] == ["world cup"] and "world cup" in verdict["reason"]
 
 
-def test_stream_sends_draft_then_checked_answer_then_done(
-    server: tuple[str, KeywordGenerator],
-) -> None:
-    url, _ = server
-    response = httpx.post(f"{url}/v1/chat/completions", json=chat(stream=True), timeout=30)
+def streamed_deltas(url: str, body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Any]]:
+    response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
     assert response.headers["content-type"].startswith("text/event-stream")
     events = sse_events(response.text)
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
-    deltas = [c["choices"][0]["delta"] for c in chunks]
-    assert deltas[0] == {"role": "assistant", "content": ""}
-    draft = "".join(d.get("reasoning_content", "") for d in deltas)
-    assert draft == "GPT-3 from OpenAI has 175 billion parameters."
-    [final] = [d for d in deltas if d.get("content")]
-    assert final["content"] == "GPT-3 from OpenAI has 175 billion parameters [1]."
-    assert final["refused"] is False and final["citations"][0]["document"] == "models.md"
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop" and chunks[-1]["usage"]
     assert len({c["id"] for c in chunks}) == 1
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    assert deltas[0] == {"role": "assistant", "content": ""}
+    return deltas, chunks
+
+
+def test_stream_sends_the_checked_answer_then_done(server: tuple[str, KeywordGenerator]) -> None:
+    url, _ = server
+    deltas, _ = streamed_deltas(url, chat(stream=True, kbqa={"answer_style": "sentence"}))
+    assert not any("reasoning_content" in d for d in deltas)  # the draft is the answer
+    [final] = [d for d in deltas if d.get("content")]
+    assert final["content"] == "GPT-3 has 175 billion parameters [1]."
+    assert final["refused"] is False and final["citations"][0]["document"] == "models.md"
+    assert final["shown"] == "draft" and final["style"] == "sentence"
+
+
+def test_a_draft_set_aside_is_streamed_as_reasoning_never_as_content(home: Path) -> None:
+    with serving(make_catalog(home, KeywordGenerator(words=2))) as url:
+        deltas, _ = streamed_deltas(url, chat(stream=True, kbqa={"answer_style": "sentence"}))
+    draft = "".join(d.get("reasoning_content", "") for d in deltas)
+    assert draft == "GPT-3 has 175 billion parameters. Indeed. Indeed."
+    [final] = [d for d in deltas if d.get("content")]
+    # "Indeed" is no word of the evidence: the evidence is the answer.
+    assert final["content"] == "GPT-3 from OpenAI has 175 billion parameters [1]."
+    assert final["shown"] == "evidence" and final["not_shown_because"]
 
 
 def test_follow_up_is_made_standalone_from_earlier_turns(
@@ -460,16 +498,20 @@ def test_bodies_over_the_limits_are_413(home: Path) -> None:
 # -- load: one answer at a time, a bounded line, disconnects ---------------------------
 
 
+SENTENCE = {"answer_style": "sentence"}  # the model runs (the server's style is evidence)
+
+
 @contextmanager
-def streaming_until_draft(url: str, question: str = QUESTION) -> Iterator[httpx.Response]:
-    """A streamed request that holds the LLM: yields once its first draft piece arrived."""
-    request = chat(question, stream=True)
+def streaming_while_generating(
+    url: str, generator: KeywordGenerator, question: str = QUESTION
+) -> Iterator[httpx.Response]:
+    """A streamed request that holds the LLM: yields once the model has started on it."""
+    request = chat(question, stream=True, kbqa=SENTENCE)
     with httpx.Client(timeout=30) as client:
         with client.stream("POST", f"{url}/v1/chat/completions", json=request) as response:
             lines = response.iter_lines()  # kept: a dropped iterator closes the connection
-            for line in lines:
-                if "reasoning_content" in line:
-                    break
+            assert next(lines).startswith("data:")  # the role chunk: the request is in
+            assert generator.started.wait(5)
             yield response
 
 
@@ -477,10 +519,12 @@ def test_full_queue_is_429_with_retry_after_and_nothing_is_lost(home: Path) -> N
     generator = KeywordGenerator(delay_s=0.05, words=30)
     with serving(make_catalog(home, generator), ApiOptions(queue_size=1)) as url:
         results: list[int] = []
-        with streaming_until_draft(url):
+        with streaming_while_generating(url, generator):
             waiting = threading.Thread(
                 target=lambda: results.append(
-                    httpx.post(f"{url}/v1/chat/completions", json=chat(), timeout=30).status_code
+                    httpx.post(
+                        f"{url}/v1/chat/completions", json=chat(kbqa=SENTENCE), timeout=30
+                    ).status_code
                 )
             )
             waiting.start()
@@ -499,23 +543,36 @@ def test_full_queue_is_429_with_retry_after_and_nothing_is_lost(home: Path) -> N
         assert results == [200]  # the one in line was answered
 
 
-def test_disconnect_stops_the_generation_and_frees_the_llm(home: Path) -> None:
+def _wait_until_given_back(url: str) -> None:
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{url}/healthz").json()["answering"]:
+        assert time.monotonic() < deadline, "the LLM was not given back"
+        time.sleep(0.02)
+
+
+def test_a_client_that_leaves_frees_the_llm(home: Path) -> None:
     generator = KeywordGenerator(delay_s=0.05, words=60)
     with serving(make_catalog(home, generator), ApiOptions(queue_size=0)) as url:
-        with streaming_until_draft(url):
-            pass  # the client reads one piece of the draft and leaves
-        assert generator.finished.wait(5)
-        assert generator.yielded < 30  # stopped, not generated to the end (67 pieces)
-        deadline = time.monotonic() + 5
-        while httpx.get(f"{url}/healthz").json()["answering"]:
-            assert time.monotonic() < deadline, "the LLM was not given back"
-            time.sleep(0.02)
-        # Non-streamed too: a client that times out stops its generation.
+        with streaming_while_generating(url, generator):
+            pass  # the client leaves while the model writes its draft
+        assert generator.finished.wait(10)
+        _wait_until_given_back(url)
+        # Non-streamed too: a client that times out gives the LLM back.
         generator.finished.clear()
         with pytest.raises(httpx.ReadTimeout):
-            httpx.post(f"{url}/v1/chat/completions", json=chat(), timeout=0.5)
-        assert generator.finished.wait(5) and generator.yielded < 60
+            httpx.post(f"{url}/v1/chat/completions", json=chat(kbqa=SENTENCE), timeout=0.5)
+        assert generator.finished.wait(10)
+        _wait_until_given_back(url)
         assert httpx.post(f"{url}/v1/chat/completions", json=chat("Who?")).status_code == 200
+
+
+def test_a_client_that_leaves_stops_the_generation_at_the_next_token(home: Path) -> None:
+    generator = KeywordGenerator(delay_s=0.05, words=60)
+    with serving(make_catalog(home, generator), ApiOptions(queue_size=0)) as url:
+        with streaming_while_generating(url, generator):
+            time.sleep(0.2)  # a few pieces in, the client leaves
+        assert generator.finished.wait(10)
+        assert generator.yielded < 30  # stopped, not generated to the end (67 pieces)
 
 
 # -- the real small models, end to end ------------------------------------------------------
@@ -527,7 +584,7 @@ def test_real_models_end_to_end_over_http(
 ) -> None:
     from openai import OpenAI
 
-    from kbqa.qa.settings import load_settings
+    from kbqa.settings import load_settings
 
     settings = load_settings(home=tmp_path / "home", min_score=0.3)
 

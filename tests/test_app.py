@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import CORPORA, ROOT, ScriptedGenerator, sample_pdf
+from conftest import CORPORA, ROOT, sample_pdf
+from fakes import ScriptedGenerator
 
 from kbqa.qa.followup import Rewrite, Turn, rewrite_followup
 
-APP = str(ROOT / "app" / "main.py")
+APP = str(ROOT / "app" / "web" / "main.py")
 RUN_TIMEOUT_S = 240  # the first answer of the session loads the models
 
 
@@ -30,7 +32,7 @@ def home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return folder
 
 
-def start():  # type: ignore[no-untyped-def]
+def start():
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(APP, default_timeout=RUN_TIMEOUT_S)
@@ -39,21 +41,21 @@ def start():  # type: ignore[no-untyped-def]
     return at
 
 
-def texts(at) -> str:  # type: ignore[no-untyped-def]
+def texts(at) -> str:
     """Everything written as Markdown or captions, sidebar included."""
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
     return "\n".join(parts)
 
 
-def sidebar_texts(at) -> str:  # type: ignore[no-untyped-def]
+def sidebar_texts(at) -> str:
     return "\n".join(m.value for m in at.sidebar.markdown)
 
 
-def current_kb(at) -> Path:  # type: ignore[no-untyped-def]
+def current_kb(at) -> Path:
     return Path(at.session_state["kb"])
 
 
-def upload(at, files: list[tuple[str, bytes]]):  # type: ignore[no-untyped-def]
+def upload(at, files: list[tuple[str, bytes]]):
     """Drop files on the uploader and wait for the background ingest to finish."""
     dropped = [(name, data, "application/octet-stream") for name, data in files]
     at.file_uploader[0].set_value(dropped)
@@ -62,8 +64,8 @@ def upload(at, files: list[tuple[str, bytes]]):  # type: ignore[no-untyped-def]
     return wait_for_uploads(at)
 
 
-def wait_for_uploads(at, timeout_s: float = 180):  # type: ignore[no-untyped-def]
-    from kbqa.app import state
+def wait_for_uploads(at, timeout_s: float = 180):
+    from kbqa.app.web import state
 
     deadline = time.monotonic() + timeout_s
     while state.ingest_queue().busy(current_kb(at)):
@@ -75,7 +77,7 @@ def wait_for_uploads(at, timeout_s: float = 180):  # type: ignore[no-untyped-def
     return at
 
 
-def ask(at, question: str):  # type: ignore[no-untyped-def]
+def ask(at, question: str):
     at.chat_input[0].set_value(question).run()
     assert not at.exception, at.exception
     exchange = at.session_state["chats"][str(current_kb(at))][-1]
@@ -180,8 +182,8 @@ class GatedKB:
         self.gate = threading.Event()
         self.seen: list[tuple[str, str | None]] = []
 
-    def add_bytes(self, name: str, data: bytes, password: str | None = None):  # type: ignore[no-untyped-def]
-        from kbqa.ingest.batch import FileOutcome
+    def add_bytes(self, name: str, data: bytes, password: str | None = None):
+        from kbqa.ingest.local import FileOutcome
 
         assert self.gate.wait(30)
         self.seen.append((name, password))
@@ -195,9 +197,9 @@ class GatedKB:
 
 
 def test_uploads_are_ingested_in_the_background(tmp_path: Path) -> None:
-    from kbqa.app.jobs import IngestQueue
+    from kbqa.app.web.jobs import IngestQueue
 
-    kb = GatedKB(tmp_path)
+    kb: Any = GatedKB(tmp_path)  # stands in for a KnowledgeBase
     queue = IngestQueue()
     started = time.monotonic()
     files = [("a.txt", b"alpha"), ("../b.md", b"beta"), ("big.txt", b"x" * 2048)]
@@ -222,9 +224,9 @@ def test_uploads_are_ingested_in_the_background(tmp_path: Path) -> None:
 
 
 def test_a_locked_file_waits_for_its_password(tmp_path: Path) -> None:
-    from kbqa.app.jobs import IngestQueue
+    from kbqa.app.web.jobs import IngestQueue
 
-    kb = GatedKB(tmp_path)
+    kb: Any = GatedKB(tmp_path)  # stands in for a KnowledgeBase
     kb.gate.set()
     queue = IngestQueue()
     queue.submit(tmp_path, [("secret.pdf", b"LOCKED pdf"), ("ok.txt", b"fine")], lambda f: kb)
@@ -245,10 +247,10 @@ def test_a_locked_file_waits_for_its_password(tmp_path: Path) -> None:
 
 
 def test_a_knowledge_base_that_cannot_open_fails_its_files(tmp_path: Path) -> None:
-    from kbqa.app.jobs import IngestQueue
+    from kbqa.app.web.jobs import IngestQueue
     from kbqa.errors import KnowledgeBaseError
 
-    def broken(folder: Path):  # type: ignore[no-untyped-def]
+    def broken(folder: Path):
         raise KnowledgeBaseError("built with another embedding model")
 
     queue = IngestQueue()
@@ -264,7 +266,7 @@ def test_a_knowledge_base_that_cannot_open_fails_its_files(tmp_path: Path) -> No
 def test_page_picture_marks_the_passage() -> None:
     from PIL import Image
 
-    from kbqa.app.pdfpage import Mark, render_page
+    from kbqa.app.web.pdfpage import Mark, render_page
 
     pdf = sample_pdf("text/crazyones.pdf")
     import pypdfium2 as pdfium
@@ -294,7 +296,7 @@ def test_page_picture_marks_the_passage() -> None:
 def test_kept_pdfs_are_named_by_content_and_pruned(tmp_path: Path) -> None:
     import hashlib
 
-    from kbqa.app import originals
+    from kbqa.app.web import originals
 
     data = sample_pdf("encrypted/encrypted-file.pdf").read_bytes()
     doc_id = hashlib.sha256(data).hexdigest()
@@ -316,7 +318,7 @@ def test_kept_pdfs_are_named_by_content_and_pruned(tmp_path: Path) -> None:
 
 
 def test_cited_span_is_the_sentence_the_answer_uses() -> None:
-    from kbqa.app.highlight import cited_spans, passage_html, sentences_citing
+    from kbqa.app.web.highlight import cited_spans, passage_html, sentences_citing
 
     passage = "Jurassic-1 has 178 billion parameters. It can hold conversations.\nBLOOM is open."
     claims = sentences_citing("Jurassic-1 has 178 billion parameters [2]. Other [1].", 2)
@@ -358,7 +360,7 @@ def test_create_and_switch_knowledge_bases(home: Path) -> None:
     assert "already exists" in "\n".join(e.value for e in at.error)
 
 
-def create_kb(at, name: str) -> None:  # type: ignore[no-untyped-def]
+def create_kb(at, name: str) -> None:
     """Fill the "New knowledge base" form and submit it (one run, as a browser does)."""
     next(t for t in at.text_input if t.label == "Name").set_value(name)
     next(b for b in at.button if b.label == "Create").click()
@@ -366,7 +368,7 @@ def create_kb(at, name: str) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_models_are_shared_by_reruns_and_sessions(home: Path) -> None:
-    from kbqa.app import state
+    from kbqa.app.web import state
 
     first = start()
     start()  # a second session
@@ -377,7 +379,44 @@ def test_models_are_shared_by_reruns_and_sessions(home: Path) -> None:
     assert not state.models(config)._started  # an empty knowledge base loads no model
 
 
-def test_kbqa_kb_opens_the_given_folder(home: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_answer_style_is_a_sidebar_option_defaulting_to_the_settings(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = start()
+    style = at.sidebar.radio(key="answer_style")
+    assert style.value == "evidence" and style.options == [
+        "Evidence sentences",
+        "Short answer",
+        "One sentence",
+    ]
+    style.set_value("short").run()
+    assert not at.exception and at.session_state["answer_style"] == "short"
+    monkeypatch.setenv("KBQA_ANSWER_STYLE", "sentence")
+    assert start().sidebar.radio(key="answer_style").value == "sentence"
+
+
+def test_the_conversation_is_the_history_the_engine_reads_follow_ups_in() -> None:
+    from dataclasses import replace
+
+    from kbqa.app.web.chat import Exchange, history
+    from kbqa.qa.answer import Answer, Timings
+
+    asked = Answer("¿Cuántos tiene?", "175 000 millones [1]", (), False, Timings(0, 0, 0, 0), "es")
+    first = Exchange("¿Cuántos parámetros tiene GPT-3?", "kb", answer=asked)
+    follow = Exchange(
+        "¿y Jurassic-1?",
+        "kb",
+        answer=replace(asked, standalone="¿Cuántos parámetros tiene Jurassic-1?"),
+    )
+    pending = Exchange("¿y BLOOM?", "kb")
+    assert history([first, follow, pending]) == [
+        Turn("¿Cuántos parámetros tiene GPT-3?", "175 000 millones [1]"),
+        Turn("¿Cuántos parámetros tiene Jurassic-1?", "175 000 millones [1]"),
+    ]
+    assert follow.rewritten and not first.rewritten
+
+
+def test_kbqa_kb_opens_the_given_folder(home: Path, tmp_path: Path, monkeypatch) -> None:
     elsewhere = tmp_path / "elsewhere"
     monkeypatch.setenv("KBQA_KB", str(elsewhere))
     at = start()
@@ -397,7 +436,8 @@ def test_upload_ask_sources_follow_up_and_delete(home: Path) -> None:
 
     # A question: a cited answer, the passage with its span marked, the page picture.
     first = ask(at, "Who are the crazy ones?")
-    assert not first.answer.refused and first.rewrite == Rewrite(first.question, first.question)
+    assert not first.answer.refused and first.searched == first.question and not first.rewritten
+    assert first.answer.style == "evidence"  # the sidebar's default: the settings' style
     assert [c.name for c in first.answer.citations] == ["crazyones.pdf"]
     shown = texts(at)
     assert '<sup class="kbqa-ref">[1]</sup>' in shown
@@ -416,12 +456,13 @@ def test_upload_ask_sources_follow_up_and_delete(home: Path) -> None:
     # Spanish question, then a follow-up that only makes sense with the history.
     ask(at, "¿Cuántos parámetros tiene GPT-3?")
     follow = ask(at, "¿y cuántos tiene Jurassic-1?")
-    assert follow.rewrite.rewritten
-    assert "Jurassic-1" in follow.rewrite.standalone and "GPT-3" not in follow.rewrite.standalone
+    assert follow.rewritten  # by the engine, from the conversation (kb.stream(history=))
+    assert follow.searched == follow.answer.standalone
+    assert "Jurassic-1" in follow.searched and "GPT-3" not in follow.searched
     assert follow.answer.language == "es"
     assert "Jurassic-1" in follow.answer.passages[0].text
     assert at.main.expander[-1].label.endswith("· follow-up rewritten")
-    assert f"Follow-up read as:</b> {follow.rewrite.standalone}" in texts(at)
+    assert f"Follow-up read as:</b> {follow.searched}" in texts(at)
     assert len(at.chat_message) == 6  # the whole conversation is kept
 
     # Delete crazyones.pdf: gone from the list, from the kept files and from answers.
@@ -436,7 +477,7 @@ def test_upload_ask_sources_follow_up_and_delete(home: Path) -> None:
     assert all(p.name != "crazyones.pdf" for p in again.answer.passages)
 
     # An answer cut short (Stop, or a click mid-answer) says so and can be asked again.
-    from kbqa.app.chat import Exchange
+    from kbqa.app.web.chat import Exchange
 
     cut = Exchange("What is the capital of Peru?", str(kb), started=True)
     at.session_state["chats"][str(kb)].append(cut)
@@ -453,7 +494,7 @@ def test_upload_ask_sources_follow_up_and_delete(home: Path) -> None:
 
 
 @pytest.mark.slow
-def test_upload_bad_files_then_unlock_with_a_password(home: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_upload_bad_files_then_unlock_with_a_password(home: Path, monkeypatch) -> None:
     monkeypatch.setenv("KBQA_MAX_FILE_MB", "0.1")  # 100 KB: big.pdf is 200 KB
     at = start()
     upload(
@@ -495,7 +536,7 @@ def test_upload_bad_files_then_unlock_with_a_password(home: Path, monkeypatch) -
     assert "**Documents** · 2" in sidebar_texts(at)
 
 
-def _documents(kb: Path):  # type: ignore[no-untyped-def]
+def _documents(kb: Path):
     from kbqa.index.store import KnowledgeBaseStore
 
     store = KnowledgeBaseStore.open(kb)
@@ -505,7 +546,7 @@ def _documents(kb: Path):  # type: ignore[no-untyped-def]
         store.close()
 
 
-def _tasks(kb: Path):  # type: ignore[no-untyped-def]
-    from kbqa.app import state
+def _tasks(kb: Path):
+    from kbqa.app.web import state
 
     return state.ingest_queue().tasks(kb)

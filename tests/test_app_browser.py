@@ -49,7 +49,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def live_app(tmp_path: Path) -> Iterator[str]:
-    """``streamlit run app/main.py`` on a free port over an empty home; its URL."""
+    """``streamlit run app/web/main.py`` on a free port over an empty home; its URL."""
     port = _free_port()
     env = dict(os.environ)
     env["KBQA_HOME"] = str(tmp_path / "home")
@@ -63,7 +63,7 @@ def live_app(tmp_path: Path) -> Iterator[str]:
             "-m",
             "streamlit",
             "run",
-            str(ROOT / "app" / "main.py"),
+            str(ROOT / "app" / "web" / "main.py"),
             "--server.headless",
             "true",
             "--server.port",

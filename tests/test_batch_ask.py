@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import FakeEmbedder, ScriptedGenerator, make_kb
+from fakes import FakeEmbedder, ScriptedGenerator, make_kb
 
-from kbqa.qa import batch, cli
+from kbqa.app import batch, batch_ray, cli
+from kbqa.app.batch import BadLine, Question, parse_line
 from kbqa.qa import knowledge_base as knowledge_base_module
-from kbqa.qa.batch import BadLine, Question, parse_line
 
 FACT = "GPT-3 from OpenAI has 175 billion parameters."
 REPLY = "GPT-3 has 175 billion parameters."
@@ -69,14 +69,16 @@ def test_local_batch_answers_in_input_order_and_bad_lines_get_error_lines(
     tmp_path: Path,
 ) -> None:
     generator = ScriptedGenerator([REPLY])
-    kb = make_kb(tmp_path / "kb", generator)
+    kb = make_kb(tmp_path / "kb", generator, answer_style="sentence")
     kb.add_texts([("models.md", FACT), ("cooking.txt", "Boil the pasta for nine minutes.")])
     rows = list(batch.answer_locally(kb, batch.read_questions(_questions(tmp_path))))
 
     assert [row["line"] for row in rows] == [1, 3, 4, 5]
     first, bad, second, missing = rows
     assert first["id"] == "first" and not first["refused"] and "error" not in first
-    assert first["answer"].endswith("[1].") and "175 billion" in first["answer"]
+    assert first["answer"] == "GPT-3 has 175 billion parameters [1]."
+    assert first["style"] == "sentence" and first["shown"] == "draft"
+    assert first["answerability"]["answerable"] and first["answerability"]["check"] == ""
     assert first["citations"][0]["name"] == "models.md"
     assert first["quotes"] and first["quotes"][0]["text"] in FACT
     assert bad == {"line": 3, "id": None, "error": bad["error"]} and "not JSON" in bad["error"]
@@ -87,13 +89,13 @@ def test_local_batch_answers_in_input_order_and_bad_lines_get_error_lines(
 
 def test_one_failing_question_gets_an_error_line_and_the_rest_go_on(tmp_path: Path) -> None:
     class Flaky(ScriptedGenerator):
-        def stream(self, messages, max_new_tokens):  # type: ignore[no-untyped-def]
+        def stream(self, messages, max_new_tokens):
             if len(self.calls) == 0:
                 self.calls.append(messages)
                 raise RuntimeError("CUDA out of memory")
             return super().stream(messages, max_new_tokens)
 
-    kb = make_kb(tmp_path / "kb", Flaky([REPLY]))
+    kb = make_kb(tmp_path / "kb", Flaky([REPLY]), answer_style="short")
     kb.add_texts([("models.md", FACT)])
     items = [Question(1, "How many parameters does GPT-3 have?"), Question(2, "GPT-3 size?")]
     rows = list(batch.answer_locally(kb, items))
@@ -102,8 +104,13 @@ def test_one_failing_question_gets_an_error_line_and_the_rest_go_on(tmp_path: Pa
 
 
 def test_ray_answers_are_handed_out_in_input_order() -> None:
-    items = [Question(1, "a"), BadLine(2, "not JSON"), Question(3, "b"), Question(4, "c")]
-    order = batch._InOrder(items)
+    items: list[Question | BadLine] = [
+        Question(1, "a"),
+        BadLine(2, "not JSON"),
+        Question(3, "b"),
+        Question(4, "c"),
+    ]
+    order = batch_ray._InOrder(items)
     order.done(items[3], {"line": 4})  # type: ignore[arg-type]
     assert list(order.ready()) == []  # line 1 is not answered yet
     order.done(items[0], {"line": 1})  # type: ignore[arg-type]
@@ -129,13 +136,31 @@ def test_cli_batch_writes_one_json_line_per_question(
     kb.close()
     out = tmp_path / "out" / "answers.jsonl"
     code = cli.main(["ask", "--kb", str(tmp_path / "kb"), "--batch", str(_questions(tmp_path)),
-                     "--out", str(out), "-k", "2"])  # fmt: skip
+                     "--out", str(out), "-k", "2", "--answer-style", "sentence"])  # fmt: skip
     assert code == cli.EXIT_PARTIAL  # two lines were not questions
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [("error" in row) for row in rows] == [False, True, False, True]
     assert rows[0]["citations"][0]["source"] == "text:models.md"
+    assert rows[0]["answer"] == "GPT-3 has 175 billion parameters [1]."
+    assert [rows[0]["style"], rows[0]["shown"]] == ["sentence", "draft"]
     assert "2 answered (0 not in the documents), 2 errors" in capsys.readouterr().err
     assert len(fake_models.calls) == 2
+
+
+def test_cli_batch_in_the_evidence_style_asks_no_model(
+    tmp_path: Path, fake_models: ScriptedGenerator
+) -> None:
+    kb = make_kb(tmp_path / "kb")
+    kb.add_texts([("models.md", FACT)])
+    kb.close()
+    out = tmp_path / "answers.jsonl"
+    code = cli.main(["ask", "--kb", str(tmp_path / "kb"), "--batch", str(_questions(tmp_path)),
+                     "--out", str(out), "--answer-style", "evidence"])  # fmt: skip
+    assert code == cli.EXIT_PARTIAL
+    first = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
+    assert first["answer"] == "GPT-3 from OpenAI has 175 billion parameters [1]."
+    assert [first["style"], first["shown"]] == ["evidence", "evidence"]
+    assert fake_models.calls == []
 
 
 @pytest.mark.parametrize(
@@ -186,7 +211,7 @@ SQUAD = {
                     "qas": [
                         {"id": "a", "question": "How many parameters does GPT-3 have?",
                          "answers": [{"text": "175 billion", "answer_start": 22}]},
-                        {"id": "b", "question": "Who won the 2010 cup?", "answers": [],
+                        {"id": "b", "question": "Who won the 2010 World Cup?", "answers": [],
                          "is_impossible": True},
                         {"id": "c", "question": "How many parameters does GPT-3 have?",
                          "answers": [{"text": "175 billion", "answer_start": 22}]},
@@ -202,9 +227,9 @@ SQUAD = {
 class KeyedGenerator(ScriptedGenerator):
     """Replies by what the question asks, whatever the order of the questions."""
 
-    def stream(self, messages, max_new_tokens):  # type: ignore[no-untyped-def]
+    def stream(self, messages, max_new_tokens):
         self.calls.append(messages)
-        asked = messages[-1]["content"]  # the passages, then the question
+        asked = messages[-1]["content"]  # the evidence, then the question
         reply = REPLY if "How many parameters" in asked else "The documents do not say."
         yield from (w if i == 0 else " " + w for i, w in enumerate(reply.split(" ")))
 
@@ -218,16 +243,16 @@ class FakeRay:
         self.generator = KeyedGenerator()
         self.fail = fail
 
-    def __call__(self, folder, settings, items, address=None, full_answers=False):  # type: ignore[no-untyped-def]
+    def __call__(self, folder, settings, items, address=None, full_answers=False):
         self.calls.append({"folder": folder, "address": address, "full": full_answers,
                            "questions": [item.text for item in items]})  # fmt: skip
-        actor = make_kb(Path(folder), self.generator)
+        actor = make_kb(Path(folder), self.generator, answer_style=settings.answer_style)
         for item in items:
             if item.text == self.fail:
                 result = {"error": "the actor died"}
             else:
-                result = batch._answer_one(actor, item.text, item.k, full_answers)
-            yield json.loads(json.dumps(batch._line(item, result)))
+                result = batch.answer_fields(actor, item.text, item.k, full_answers)
+            yield json.loads(json.dumps(batch.output_row(item, result)))
 
 
 def _squad_file(folder: Path) -> Path:
@@ -237,13 +262,16 @@ def _squad_file(folder: Path) -> Path:
 
 
 def test_an_answer_survives_its_json_round_trip(tmp_path: Path) -> None:
-    kb = make_kb(tmp_path / "kb", KeyedGenerator())
+    kb = make_kb(tmp_path / "kb", KeyedGenerator(), answer_style="sentence")
     kb.add_texts([("models.md", FACT)])
-    answers = [kb.ask(q) for q in ("How many parameters does GPT-3 have?", "Who won 2010?")]
-    assert not answers[0].refused and answers[0].quotes and answers[1].refused
+    questions = ("How many parameters does GPT-3 have?", "Who won the 2010 World Cup?")
+    answers = [kb.ask(q) for q in questions]
+    assert not answers[0].refused and answers[0].quotes and answers[0].shown == "draft"
+    assert answers[1].refused and answers[1].answerability is not None
+    assert answers[1].answerability.check == "names"
     for answer in answers:
         assert answer.answerability is not None and answer.passages
-        again = batch.answer_from_dict(json.loads(json.dumps(answer.to_dict())))
+        again = batch_ray.answer_from_dict(json.loads(json.dumps(answer.to_dict())))
         assert again == answer
 
 
@@ -254,40 +282,46 @@ def _without_timings(results: list[dict[str, object]]) -> list[dict[str, object]
 def test_eval_on_ray_scores_the_same_answers_as_local(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kbqa.qa.evaluation import evaluate_answers
-    from kbqa.qa.settings import load_settings
+    from kbqa.evaluation import evaluate_answers
+    from kbqa.settings import load_settings
 
     path = _squad_file(tmp_path)
-    local = evaluate_answers(make_kb(tmp_path / "local", KeyedGenerator()), path)
+    local = evaluate_answers(make_kb(tmp_path / "local", KeyedGenerator()), path, style="sentence")
     fake = FakeRay()
-    monkeypatch.setattr(batch, "answer_on_ray", fake)
+    monkeypatch.setattr(batch_ray, "answer_on_ray", fake)
     driver = KeyedGenerator()
-    kb = make_kb(tmp_path / "ray", driver)
-    result = batch.evaluate_answers_batch(
-        kb, path, settings=load_settings(), engine="ray", address="head:6379"
-    )
+    kb = make_kb(tmp_path / "ray", driver, answer_style="sentence")
+    result = batch_ray.evaluate_answers_batch(
+        kb, path, settings=load_settings(answer_style="sentence"), engine="ray",
+        address="head:6379",
+    )  # fmt: skip
 
     assert _without_timings(result["per_question"]) == _without_timings(local["per_question"])
     assert result["summary"]["f1"] == local["summary"]["f1"] and result["questions"] == 3
     assert local["summary"]["gold_contained"] == 100.0  # answered, not refused
+    assert [r["shown"] for r in local["per_question"]] == ["draft", "evidence", "draft"]
     assert result["per_question"][0]["total_s"] > 0  # the actors' timings are kept
     (call,) = fake.calls
     assert call["folder"] == kb.folder and call["address"] == "head:6379" and call["full"]
-    assert call["questions"] == ["How many parameters does GPT-3 have?", "Who won the 2010 cup?"]
+    assert call["questions"] == [
+        "How many parameters does GPT-3 have?",
+        "Who won the 2010 World Cup?",
+    ]
     assert driver.calls == []  # nothing answered on the driver
-    assert len(fake.generator.calls) == 2  # the repeated question was answered once
+    # The repeated question was answered once; the World Cup one was refused unasked.
+    assert len(fake.generator.calls) == 1
 
 
 def test_eval_on_ray_stops_with_the_question_that_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from kbqa.errors import KbqaError
-    from kbqa.qa.settings import load_settings
+    from kbqa.settings import load_settings
 
-    monkeypatch.setattr(batch, "answer_on_ray", FakeRay(fail="Who won the 2010 cup?"))
+    monkeypatch.setattr(batch_ray, "answer_on_ray", FakeRay(fail="Who won the 2010 World Cup?"))
     kb = make_kb(tmp_path / "kb", KeyedGenerator())
-    with pytest.raises(KbqaError, match=r"1 of 2 questions .* 'Who won the 2010 cup\?': the actor"):
-        batch.evaluate_answers_batch(kb, _squad_file(tmp_path), settings=load_settings())
+    with pytest.raises(KbqaError, match=r"1 of 2 questions .* 'Who won the 2010 World Cup\?'"):
+        batch_ray.evaluate_answers_batch(kb, _squad_file(tmp_path), settings=load_settings())
 
 
 def test_cli_eval_qa_with_the_ray_engine(
@@ -297,13 +331,16 @@ def test_cli_eval_qa_with_the_ray_engine(
         knowledge_base_module, "load_models", lambda s: (FakeEmbedder(), KeyedGenerator())
     )
     fake = FakeRay()
-    monkeypatch.setattr(batch, "answer_on_ray", fake)
+    monkeypatch.setattr(batch_ray, "answer_on_ray", fake)
     out = tmp_path / "eval.json"
     code = cli.main(["eval", "qa", "--squad", str(_squad_file(tmp_path)), "--kb",
-                     str(tmp_path / "kb"), "--engine", "ray", "--out", str(out)])  # fmt: skip
+                     str(tmp_path / "kb"), "--engine", "ray", "--out", str(out),
+                     "--answer-style", "short"])  # fmt: skip
     assert code == cli.EXIT_OK
     result = json.loads(out.read_text(encoding="utf-8"))
     assert result["questions"] == 3 and result["summary"]["refusal_recall"] == 1.0
+    assert result["configuration"]["answer_style"] == "short"
+    assert {r["style"] for r in result["per_question"]} == {"short"}
     assert len(fake.calls) == 1 and "f1" in capsys.readouterr().out
 
 

@@ -6,15 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import make_kb
+from fakes import ScriptedGenerator, make_kb
 
-from kbqa.qa import cli
+from kbqa.app import cli
 
 HOSTILE = "evil\x1b]0;pwned\x07\x1b[2J\u202efdp.md"
 
 
 @pytest.fixture
-def kb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def kb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     kb = make_kb(tmp_path / "kb")
     kb.add_texts([(HOSTILE, "Okapis live in the rainforest.\x1b[31m red \x9b1m text")])
     monkeypatch.setattr(cli, "_open", lambda args, create=False: kb)
@@ -29,7 +29,7 @@ def test_a_bad_k_is_a_usage_error(k: str, capsys: pytest.CaptureFixture[str]) ->
     assert "-k" in capsys.readouterr().err
 
 
-def test_names_and_text_reach_the_terminal_escaped(kb, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+def test_names_and_text_reach_the_terminal_escaped(kb, capsys: pytest.CaptureFixture[str]) -> None:
     for command in (["docs"], ["search", "okapis rainforest", "-k", "1"]):
         assert cli.main(command) == cli.EXIT_OK
         out = capsys.readouterr().out
@@ -39,11 +39,83 @@ def test_names_and_text_reach_the_terminal_escaped(kb, capsys: pytest.CaptureFix
 
 def test_json_output_stays_valid_json_with_hidden_characters_escaped(
     kb, capsys: pytest.CaptureFixture[str]
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     assert cli.main(["docs", "--json"]) == cli.EXIT_OK
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\u202e" not in out
     assert json.loads(out)[0]["name"] == HOSTILE  # the same name, once decoded
+
+
+MODELS = (
+    "# Models\n\nGPT-3 from OpenAI has 175 billion parameters.\n\n"
+    "# Other\n\nJurassic-1 from AI21 Labs has 178 billion parameters.\n"
+)
+
+
+@pytest.fixture
+def models_kb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    kb = make_kb(tmp_path / "models-kb", ScriptedGenerator(["175 billion"]))
+    kb.add_texts([("models.md", MODELS)])
+    monkeypatch.setattr(cli, "_open", lambda args, create=False: kb)
+    return kb
+
+
+def test_ask_prints_the_answer_its_sources_and_quotes(
+    models_kb, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["ask", "How many parameters does GPT-3 have?"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert out.startswith("GPT-3 from OpenAI has 175 billion parameters [1].\n")
+    assert "Sources:\n  [1] models.md" in out
+    assert "“GPT-3 from OpenAI has 175 billion parameters.”" in out
+    assert models_kb.generator.calls == []  # the evidence style (the knowledge base's)
+
+
+def test_ask_answer_style_and_json_carry_the_verdict(
+    models_kb, capsys: pytest.CaptureFixture[str]
+) -> None:
+    question = "How many parameters does GPT-3 have?"
+    assert cli.main(["ask", question, "--answer-style", "short"]) == cli.EXIT_OK
+    assert capsys.readouterr().out.startswith("175 billion [1]\n")
+    assert cli.main(["ask", question, "--answer-style", "short", "--json"]) == cli.EXIT_OK
+    data = json.loads(capsys.readouterr().out)
+    assert data["text"] == "175 billion [1]" and data["style"] == "short"
+    assert data["shown"] == "draft" and data["answerability"]["check"] == ""
+    assert cli.main(["ask", "Who won the 2010 World Cup?", "--json"]) == cli.EXIT_OK
+    refused = json.loads(capsys.readouterr().out)
+    assert refused["refused"] and refused["answerability"]["check"] == "names"
+    assert refused["answerability"]["missing_terms"] == ["world cup"]
+    with pytest.raises(SystemExit):
+        cli.main(["ask", question, "--answer-style", "long"])
+    assert "invalid choice: 'long'" in capsys.readouterr().err
+
+
+def test_ask_says_why_a_question_is_refused_and_why_a_draft_was_set_aside(
+    models_kb, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["ask", "Who won the 2010 World Cup?"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert out.startswith("The documents do not contain the answer.\n")
+    assert "(not in the documents: the passages never mention world cup;" in out
+    models_kb.generator.replies = ["a trillion"]
+    question = "How many parameters does GPT-3 have?"
+    assert cli.main(["ask", question, "--answer-style", "short"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert out.startswith("GPT-3 from OpenAI has 175 billion parameters [1].\n")
+    assert "the model's short answer was set aside, the short answer is not in the" in out
+
+
+def test_chat_reads_a_follow_up_in_the_conversation(
+    models_kb, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    typed = iter(["How many parameters does GPT-3 have?", "and Jurassic-1?", "/quit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(typed))
+    assert cli.main(["chat", "--answer-style", "evidence"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "GPT-3 from OpenAI has 175 billion parameters [1]." in out
+    # The follow-up is made standalone from the first turn and answered from Jurassic-1's line.
+    assert "(read as: How many parameters does Jurassic-1 have?)" in out
+    assert "Jurassic-1 from AI21 Labs has 178 billion parameters [1]." in out
 
 
 def _run(path: Path, f1: list[float]) -> Path:

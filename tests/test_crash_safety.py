@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_kb
+from fakes import make_kb
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 20240611
@@ -141,7 +141,7 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def _ingest_command(corpus: Corpus) -> list[str]:
-    return [sys.executable, "-m", "kbqa.qa.cli", "ingest", str(corpus.folder),
+    return [sys.executable, "-m", "kbqa.app.cli", "ingest", str(corpus.folder),
             "--kb", str(corpus.kb), "--no-progress"]  # fmt: skip
 
 
@@ -334,7 +334,7 @@ KILLER = textwrap.dedent(
     else:
         raise SystemExit(f"unknown mode {mode}")
 
-    from kbqa.qa.cli import main
+    from kbqa.app.cli import main
 
     sys.exit(main(arguments))
     """
@@ -523,10 +523,11 @@ def test_killed_ingest_leaves_each_document_old_or_new(
 
     # Search finds a modified file's new text.
     from kbqa.qa.knowledge_base import KnowledgeBase
+    from kbqa.settings import load_settings
 
     for variable in [k for k in os.environ if k.startswith("KBQA_") and k not in _KEPT]:
         monkeypatch.delenv(variable)
-    kb = KnowledgeBase.open(corpus.kb, create=False)
+    kb = KnowledgeBase.open(corpus.kb, settings=load_settings(), create=False)
     try:
         hits = kb.search(f"{corpus.search_word} notes", k=3)
         assert hits and hits[0].chunk.source == corpus.search_source
@@ -625,7 +626,7 @@ def _torn_versions(good: bytes) -> dict[str, bytes]:
     }
 
 
-def _check_vectors(folder: Path):  # type: ignore[no-untyped-def]
+def _check_vectors(folder: Path):
     """Open the folder; its vectors must be exactly the stored ones, id for id."""
     from kbqa.index.store import KnowledgeBaseStore
 

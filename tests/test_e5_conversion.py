@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import shared_data
 
-from kbqa.qa.evaluation import retrieval_pairs
+from kbqa.evaluation import retrieval_pairs
 
 Pairs = tuple[list[str], list[str], list[int]]
 
@@ -56,7 +56,7 @@ def e5_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def e5(e5_folder: Path):  # type: ignore[no-untyped-def]
+def e5(e5_folder: Path):
     from kbqa.models.embedder import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(
@@ -124,7 +124,7 @@ def test_tokenizer_normalizes_every_character_like_the_engine(e5_folder: Path) -
 
 
 @pytest.mark.slow
-def test_bfloat16_vectors_stay_close_to_float32(xquad, e5, e5_folder: Path) -> None:  # type: ignore[no-untyped-def]
+def test_bfloat16_vectors_stay_close_to_float32(xquad, e5, e5_folder: Path) -> None:
     """kbqa computes in bfloat16 on CPUs that have it (``precision="auto"``)."""
     from kbqa.models.embedder import SentenceTransformerEmbedder
 
@@ -137,7 +137,7 @@ def test_bfloat16_vectors_stay_close_to_float32(xquad, e5, e5_folder: Path) -> N
 
 
 @pytest.mark.slow
-def test_vectors_match_the_packaged_engine(xquad, e5) -> None:  # type: ignore[no-untyped-def]
+def test_vectors_match_the_packaged_engine(xquad, e5) -> None:
     """~100 real texts, English and Spanish, passages and queries: cosine >= 0.99 each.
 
     (300 texts took 100 s of the suite's budget, nearly all in the reference engine;
@@ -165,7 +165,7 @@ def test_vectors_match_the_packaged_engine(xquad, e5) -> None:  # type: ignore[n
 
 
 @pytest.mark.slow
-def test_prompt_leaves_room_within_the_model_limit(e5) -> None:  # type: ignore[no-untyped-def]
+def test_prompt_leaves_room_within_the_model_limit(e5) -> None:
     from kbqa.ingest.chunking import SPECIAL_TOKENS_MARGIN
 
     """The longest chunk the chunker may make still fits once "passage: " is added."""
@@ -185,7 +185,7 @@ def test_prompt_leaves_room_within_the_model_limit(e5) -> None:  # type: ignore[
 
 
 @pytest.mark.slow
-def test_spanish_questions_find_their_paragraph(xquad, e5) -> None:  # type: ignore[no-untyped-def]
+def test_spanish_questions_find_their_paragraph(xquad, e5) -> None:
     paragraphs, questions, gold = xquad("es")
     sample = slice(None, None, 4)  # 207 of the 826 questions, over all 160 paragraphs
     scores = e5.embed_queries(questions[sample]) @ e5.embed_passages(paragraphs).T

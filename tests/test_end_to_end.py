@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def kbqa(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KBQA_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "kbqa.qa.cli", *args],
+        [sys.executable, "-m", "kbqa.app.cli", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -37,18 +37,22 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def default_kb(home: Path, default_embedder, default_llm):  # type: ignore[no-untyped-def]
+def default_kb(home: Path, default_embedder, default_llm):
     from kbqa.qa.knowledge_base import KnowledgeBase
 
     return KnowledgeBase.open(home / "default", embedder=default_embedder, generator=default_llm)
 
 
 def test_spanish_question_through_the_cli_answers_and_cites_the_primer(home: Path) -> None:
-    result = kbqa("ask", "¿Cuántos parámetros tiene GPT-3?", "--json", home=home)
+    result = kbqa("ask", "¿Cuántos parámetros tiene GPT-3?", "--json", "--answer-style",
+                  "sentence", home=home)  # fmt: skip
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert not answer["refused"], answer
+    assert answer["style"] == "sentence" and answer["answerability"]["check"] == ""
+    # The model's sentence if the evidence states it, else the evidence: 175 000 millones.
     assert "175" in answer["text"] and "millones" in answer["text"], answer["text"]
+    assert answer["shown"] in ("draft", "evidence") and answer["reply"]
     assert any(
         c["name"] == "introduccion-a-los-llm.pdf" and c["page"] and "175 000" in c["text"]
         for c in answer["citations"]
@@ -56,64 +60,78 @@ def test_spanish_question_through_the_cli_answers_and_cites_the_primer(home: Pat
     assert answer["timings"]["prompt_tokens"] > 0
 
 
-def test_english_question_answers_in_english(default_kb) -> None:  # type: ignore[no-untyped-def]
-    answer = default_kb.ask("How many parameters does GPT-3 have?")
+@pytest.mark.parametrize("style", ["evidence", "short", "sentence"])
+def test_english_question_answers_in_english_in_each_style(default_kb, style: str) -> None:
+    answer = default_kb.ask("How many parameters does GPT-3 have?", style=style)
     assert not answer.refused, answer
-    assert "175" in answer.text and "billion" in answer.text.lower(), answer.text
-    assert answer.language == "en"
+    assert answer.style == style and answer.language == "en"
+    assert "175" in answer.text, answer.text
     assert any("175" in c.text for c in answer.citations)
+    assert any("175 billion" in q.text for q in answer.quotes), answer.quotes
+    if style == "evidence":
+        assert answer.shown == "evidence" and answer.reply == ""
+        assert answer.timings.prompt_tokens == 0  # no model ran
+    else:
+        assert answer.reply and answer.timings.prompt_tokens > 0
+    if answer.shown == "draft":  # what the model wrote, checked against the evidence
+        assert answer.not_shown_because == ""
+    else:
+        assert "175 billion" in answer.text
 
 
 @pytest.mark.parametrize(
     "question",
     ["¿Quién ganó el mundial de fútbol de 2010?", "What is the capital of Australia?"],
 )
-def test_questions_the_corpus_cannot_answer_are_refused(default_kb, question: str) -> None:  # type: ignore[no-untyped-def]
-    answer = default_kb.ask(question)
+def test_questions_the_corpus_cannot_answer_are_refused(default_kb, question: str) -> None:
+    answer = default_kb.ask(question, style="sentence")
     assert answer.refused, answer
-    assert answer.citations == ()
+    assert answer.citations == () and answer.reply == ""  # decided before any model ran
+    assert answer.answerability is not None and answer.answerability.check, answer.answerability
 
 
 @pytest.mark.parametrize(
     "question",
     ["How many parameters does Gemini Ultra have?", "¿Cuántos parámetros tiene Mistral Large?"],
 )
-def test_a_question_about_a_model_the_corpus_never_names_is_refused_unasked(  # type: ignore[no-untyped-def]
+def test_a_question_about_a_model_the_corpus_never_names_is_refused_unasked(
     default_kb, question: str
 ) -> None:
-    answer = default_kb.ask(question)
+    answer = default_kb.ask(question, style="sentence")
     assert answer.refused and answer.citations == ()
     assert answer.answerability is not None and answer.answerability.missing_terms
-    assert answer.timings.first_token_s is None  # the LLM never ran
+    assert answer.answerability.check == "names"
+    assert answer.timings.prompt_tokens == 0 and answer.reply == ""  # the LLM never ran
 
 
-def test_a_figure_the_corpus_never_states_for_that_model_is_refused(default_kb) -> None:  # type: ignore[no-untyped-def]
+def test_a_figure_the_corpus_never_states_for_that_model_is_refused(default_kb) -> None:
     """Claude 2's size "has not been made public"; 175 000 millones is GPT-3's."""
-    answer = default_kb.ask("¿Cuántos parámetros tiene Claude 2?")
+    answer = default_kb.ask("¿Cuántos parámetros tiene Claude 2?", style="short")
     assert answer.refused or "175" not in answer.text, answer
 
 
-def test_the_user_guide_answers_how_to_use_kbqa(default_kb) -> None:  # type: ignore[no-untyped-def]
+def test_the_user_guide_answers_how_to_use_kbqa(default_kb) -> None:
     answer = default_kb.ask("How do I remove a document from the knowledge base?")
     assert not answer.refused, answer
     assert "remove" in answer.text
     assert any(c.name == "kbqa-user-guide.md" for c in answer.citations)
 
 
-def test_answers_stream_and_are_reproducible(default_kb) -> None:  # type: ignore[no-untyped-def]
-    stream = default_kb.stream("What is fine-tuning?")
-    pieces = list(stream)
-    assert len(pieces) > 1
-    again = default_kb.ask("What is fine-tuning?")
-    assert stream.answer.reply == again.reply  # greedy decoding
+def test_answers_stream_and_are_reproducible(default_kb) -> None:
+    stream = default_kb.stream("What is fine-tuning?", style="sentence")
+    pieces = [piece for piece in stream if piece]
+    assert pieces == [stream.answer.text]  # shown once checked, in one piece
+    again = default_kb.ask("What is fine-tuning?", style="sentence")
+    assert stream.answer.reply == again.reply and stream.answer.text == again.text  # greedy
 
 
-def test_smollm_runs_the_same_pipeline(home: Path, default_embedder, small_llm) -> None:  # type: ignore[no-untyped-def]
+def test_smollm_runs_the_same_pipeline(home: Path, default_embedder, small_llm) -> None:
     from kbqa.qa.knowledge_base import KnowledgeBase
 
     kb = KnowledgeBase.open(home / "default", embedder=default_embedder, generator=small_llm)
-    answer = kb.ask("How many parameters does GPT-3 have?")
+    answer = kb.ask("How many parameters does GPT-3 have?", style="short")
     assert answer.timings.prompt_tokens > 0 and answer.reply
+    assert not answer.refused and "175" in answer.text, answer
 
 
 def test_ingest_of_the_pdf_collection_names_each_bad_file(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kbqa.qa.evaluation import bootstrap_ci, compare_answers, gold_contained
+from kbqa.evaluation import bootstrap_ci, compare_answers, gold_contained
 
 
 def test_a_sentence_answer_contains_its_gold_span() -> None:

@@ -7,9 +7,9 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import ScriptedGenerator, make_kb
+from fakes import ScriptedGenerator, make_kb
 
-from kbqa.qa.evaluation import (
+from kbqa.evaluation import (
     evaluate_answers,
     evaluate_retrieval,
     exact_match,
@@ -37,7 +37,7 @@ def test_exact_match_and_f1() -> None:
 
 
 def test_refusal_precision_and_recall() -> None:
-    rows = [
+    rows: list[dict[str, object]] = [
         {"impossible": True, "refused": True},
         {"impossible": True, "refused": False},
         {"impossible": False, "refused": True},
@@ -98,8 +98,8 @@ def test_answer_evaluation_end_to_end_with_a_scripted_model(tmp_path: Path) -> N
                         "qas": [
                             {"id": "a", "question": "How many parameters does GPT-3 have?",
                              "answers": [{"text": "175 billion", "answer_start": 22}]},
-                            {"id": "b", "question": "Who won the 2010 cup?", "answers": [],
-                             "is_impossible": True},
+                            {"id": "b", "question": "Who won the 2010 World Cup?",
+                             "answers": [], "is_impossible": True},
                         ],
                     },
                     {"context": "Boil pasta for nine minutes.", "qas": []},
@@ -109,11 +109,66 @@ def test_answer_evaluation_end_to_end_with_a_scripted_model(tmp_path: Path) -> N
     }  # fmt: skip
     path = tmp_path / "dev-v2.0.json"
     path.write_text(json.dumps(squad))
-    replies = ScriptedGenerator(["175 billion parameters.", "The documents do not contain it."])
-    result = evaluate_answers(make_kb(tmp_path / "kb", replies), path)
+    # The short style: the model copies "175 billion parameters" from the evidence; what
+    # is scored is the text shown, without its [1] marker.
+    replies = ScriptedGenerator(["175 billion parameters"])
+    result = evaluate_answers(make_kb(tmp_path / "kb", replies), path, style="short")
     by_id = {r["id"]: r for r in result["per_question"]}
+    assert by_id["a"]["prediction"] == "175 billion parameters"
     assert by_id["a"]["f1"] == pytest.approx(0.8)  # "175 billion parameters" vs "175 billion"
     assert by_id["a"]["gold_rank"] == 1 and not by_id["a"]["refused"]
+    assert by_id["a"]["style"] == "short" and by_id["a"]["shown"] == "draft"
+    # Refused before any model ran: "World Cup" is named by no passage.
     assert by_id["b"]["refused"] and by_id["b"]["exact_match"] == 1.0
+    assert by_id["b"]["prediction"] == "" and by_id["b"]["answerability"]["check"] == "names"
+    assert len(replies.calls) == 1
     assert result["summary"]["refusal_precision"] == 1.0
     assert result["summary"]["refusal_recall"] == 1.0
+
+
+def test_the_evidence_style_is_scored_on_the_evidence_shown(tmp_path: Path) -> None:
+    squad = {"data": [{"title": "T", "paragraphs": [{
+        "context": "GPT-3 from OpenAI has 175 billion parameters.",
+        "qas": [{"id": "a", "question": "How many parameters does GPT-3 have?",
+                 "answers": [{"text": "175 billion", "answer_start": 22}]}],
+    }]}]}  # fmt: skip
+    path = tmp_path / "dev-v2.0.json"
+    path.write_text(json.dumps(squad))
+    generator = ScriptedGenerator(["never asked"])
+    result = evaluate_answers(make_kb(tmp_path / "kb", generator), path, style="evidence")
+    (row,) = result["per_question"]
+    assert row["prediction"] == "GPT-3 from OpenAI has 175 billion parameters."  # no [1]
+    assert row["gold_contained"] == 1.0 and row["shown"] == "evidence" and row["reply"] == ""
+    assert generator.calls == []
+
+
+def test_eval_knowledge_bases_are_keyed_by_the_content_of_the_data(tmp_path: Path) -> None:
+    """Two different files named xquad.es.json never share a knowledge base; the same
+    content reuses its own, whatever its folder. A BEIR folder is keyed by its corpus."""
+    from kbqa.errors import KbqaError
+    from kbqa.evaluation import knowledge_base_name
+
+    first, second, copy = (tmp_path / d / "xquad.es.json" for d in ("a", "b", "c"))
+    for path, text in (
+        (first, '{"data": [1]}'),
+        (second, '{"data": [2]}'),
+        (copy, '{"data": [1]}'),
+    ):
+        path.parent.mkdir()
+        path.write_text(text)
+    names = [
+        knowledge_base_name(p, "intfloat/multilingual-e5-small", 200) for p in (first, second, copy)
+    ]
+    assert names[0] != names[1] and names[0] == names[2]
+    assert names[0].startswith("xquad.es-") and names[0].endswith(
+        "-intfloat_multilingual-e5-small-200"
+    )
+    assert knowledge_base_name(first, "all-MiniLM-L6-v2", 200) != names[0]
+    beir = tmp_path / "scifact"
+    beir.mkdir()
+    (beir / "corpus.jsonl").write_text('{"_id": "1", "text": "x"}\n')
+    before = knowledge_base_name(beir, "m", 200)
+    (beir / "corpus.jsonl").write_text('{"_id": "1", "text": "y"}\n')
+    assert knowledge_base_name(beir, "m", 200) != before
+    with pytest.raises(KbqaError, match="cannot read"):
+        knowledge_base_name(tmp_path / "missing.json", "m", 200)

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, ScriptedGenerator, make_kb, sample_pdf
+from conftest import ROOT, sample_pdf
+from fakes import ScriptedGenerator, make_kb
 from langchain_core.retrievers import BaseRetriever
 
 from kbqa.qa.knowledge_base import KnowledgeBase

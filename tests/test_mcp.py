@@ -12,11 +12,12 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import ROOT, ScriptedGenerator, make_kb
+from conftest import ROOT
+from fakes import ScriptedGenerator, make_kb
 from mcp import Client, ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from kbqa.qa.serve.mcp_server import create_server
+from kbqa.app.mcp import create_server
 
 MODELS_MD = (
     "# Models\n\nGPT-3 from OpenAI has 175 billion parameters.\n\n"
@@ -42,9 +43,7 @@ def call(server: Any, tool: str, arguments: dict[str, Any]) -> Any:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Any:
-    kb = make_kb(
-        tmp_path / "kb", ScriptedGenerator(["GPT-3 from OpenAI has 175 billion parameters."])
-    )
+    kb = make_kb(tmp_path / "kb", ScriptedGenerator(["175 billion"]))
     kb.add_texts([("models.md", MODELS_MD)], scheme="upload")
     return create_server(kb)
 
@@ -58,6 +57,8 @@ def test_tools_are_listed_with_descriptions(server: Any) -> None:
     assert set(tools) == {"search", "ask", "list_documents"}
     assert "refused" in (tools["ask"].description or "")
     assert set(tools["search"].input_schema["properties"]) == {"query", "k"}
+    assert set(tools["ask"].input_schema["properties"]) == {"question", "answer_style"}
+    assert tools["ask"].input_schema["required"] == ["question"]
 
 
 def test_ask_returns_a_cited_answer(server: Any) -> None:
@@ -70,6 +71,16 @@ def test_ask_returns_a_cited_answer(server: Any) -> None:
     assert citation["document"] == "models.md" and citation["score"] > 0
     assert citation["quotes"][0]["text"] == "GPT-3 from OpenAI has 175 billion parameters."
     assert json.loads(result.content[0].text) == answer  # the same, as text
+    assert answer["style"] == answer["shown"] == "evidence"  # the server's style: no model
+    assert answer["answerability"]["answerable"] is True and answer["answerability"]["check"] == ""
+
+
+def test_ask_in_another_style(server: Any) -> None:
+    question = "How many parameters does GPT-3 have?"
+    answer = call(server, "ask", {"question": question, "answer_style": "short"})
+    assert answer.structured_content["answer"] == "175 billion [1]"
+    assert answer.structured_content["style"] == "short"
+    assert answer.structured_content["shown"] == "draft"
 
 
 def test_ask_refuses_what_the_documents_do_not_say(tmp_path: Path) -> None:
@@ -78,6 +89,8 @@ def test_ask_refuses_what_the_documents_do_not_say(tmp_path: Path) -> None:
     answer = call(create_server(kb), "ask", {"question": "Who won the 2010 World Cup?"})
     assert answer.structured_content["refused"] is True
     assert answer.structured_content["citations"] == []
+    verdict = answer.structured_content["answerability"]
+    assert verdict["check"] == "names" and verdict["missing_terms"] == ["world cup"]
 
 
 def test_search_and_list_documents(server: Any) -> None:
@@ -93,6 +106,7 @@ def test_search_and_list_documents(server: Any) -> None:
     ("tool", "arguments", "message"),
     [
         ("ask", {"question": "  "}, "question is empty"),
+        ("ask", {"question": "x", "answer_style": "long"}, "answer_style must be one of"),
         ("search", {"query": "x", "k": 0}, "k must be between 1 and 100"),
         ("search", {"query": "x" * 5000}, "longer than 4000"),
     ],
@@ -110,7 +124,7 @@ def test_documented_config_over_stdio_with_real_models(tmp_path: Path, real_embe
     """The client configuration in docs/api.md starts the server; the SDK's stdio client
     talks to it. The child loads the small real models itself."""
     from kbqa.qa.knowledge_base import KnowledgeBase
-    from kbqa.qa.settings import load_settings
+    from kbqa.settings import load_settings
 
     folder = tmp_path / "kb"
     settings = load_settings(home=tmp_path, embedding_model=real_embedder.name)

@@ -12,11 +12,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, ROOT, make_kb, sample_pdf
+from conftest import FIXTURES, ROOT, sample_pdf
+from fakes import make_kb
 
 from kbqa.errors import IngestError
-from kbqa.ingest.isolation import ParseWorker
 from kbqa.ingest.limits import ParseLimits
+from kbqa.ingest.reader_process import ParseWorker
 from kbqa.ingest.readers import read_document
 from kbqa.ingest.readers.ocr import INSTALL_HINT, OcrText, OcrWord, measure_skew
 from kbqa.ingest.readers.pdf import text_layer_is_garbage
@@ -33,7 +34,7 @@ def _read(path: Path, **limits: float) -> object:
     return read_document(str(path), path.read_bytes(), limits=ParseLimits(**limits))  # type: ignore[arg-type]
 
 
-def _picture_of_text(lines: list[str], size: tuple[int, int] = (900, 260)):  # type: ignore[no-untyped-def]
+def _picture_of_text(lines: list[str], size: tuple[int, int] = (900, 260)):
     from PIL import Image, ImageDraw, ImageFont
 
     picture = Image.new("L", size, 255)
@@ -45,7 +46,7 @@ def _picture_of_text(lines: list[str], size: tuple[int, int] = (900, 260)):  # t
 
 
 @pytest.fixture(scope="module")
-def scanned_kb(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def scanned_kb(tmp_path_factory: pytest.TempPathFactory):
     """The Spanish scan ingested once (fake embedder), with the OCR progress it reported."""
     if shutil.which("tesseract") is None:
         pytest.skip(f"Tesseract is not installed ({INSTALL_HINT})")
@@ -78,8 +79,8 @@ def test_scanned_pdf_is_read_in_the_child_with_progress_and_ocr_time_granted():
 
 def test_good_text_layer_is_not_ocrd():
     document = _read(sample_pdf("text/crazyones.pdf"))
-    assert document.ocr_pages == ()  # type: ignore[attr-defined]
-    assert all(s.text_source == TEXT_LAYER for s in document.sections)  # type: ignore[attr-defined]
+    assert document.ocr_pages == ()
+    assert all(s.text_source == TEXT_LAYER for s in document.sections)
 
 
 @pytest.mark.parametrize(
@@ -226,7 +227,7 @@ def test_ocr_summary_names_the_pages_and_the_least_sure_one():
 
 
 def test_marks_go_on_the_boxes_of_the_ocr_words_they_cover():
-    from kbqa.app.pdfpage import Mark, ocr_mark_boxes
+    from kbqa.app.web.pdfpage import Mark, ocr_mark_boxes
 
     text = "alpha beta\ngamma delta"
     words = (
@@ -247,7 +248,7 @@ def test_marks_go_on_the_boxes_of_the_ocr_words_they_cover():
 
 @needs_tesseract
 def test_page_picture_of_an_ocr_page_marks_the_passage(scanned_kb):
-    from kbqa.app.pdfpage import Mark, render_page
+    from kbqa.app.web.pdfpage import Mark, render_page
 
     chunk = next(c for c in scanned_kb._store.chunks_of(scanned_kb.documents()[0].doc_id)
                  if c.page == 2)  # fmt: skip

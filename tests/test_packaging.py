@@ -40,12 +40,16 @@ def test_the_wheel_holds_only_the_kbqa_namespace(wheel: Path) -> None:
     version = wheel.name.split("-")[1]
     assert {n.split("/")[0] for n in names} == {"kbqa", f"kbqa-{version}.dist-info"}
     for expected in (
-        "kbqa/qa/cli.py",
+        "kbqa/app/cli.py",
         "kbqa/models/registry.py",
         "kbqa/ingest/readers/pdf.py",
         "kbqa/index/store.py",
-        "kbqa/app/main.py",
-        "kbqa/app/.streamlit/config.toml",
+        "kbqa/app/web/main.py",
+        "kbqa/app/web/.streamlit/config.toml",
+        "kbqa/app/api/http.py",
+        "kbqa/app/mcp.py",
+        "kbqa/evaluation/squad.py",
+        "kbqa/settings.py",
         "kbqa/qa/prompts/system.txt",
     ):
         assert expected in names
@@ -59,10 +63,11 @@ def test_installed_namespace_imports_and_generic_names_do_not(wheel: Path, tmp_p
         "import importlib, sys\n"
         "sys.path[:] = [p for p in sys.path if 'site-packages' not in p]\n"
         f"sys.path.insert(0, {str(site)!r})\n"
-        "for name in ('kbqa', 'kbqa.qa', 'kbqa.app', 'kbqa.index', 'kbqa.ingest', 'kbqa.models'):\n"
+        "for name in ('kbqa', 'kbqa.qa', 'kbqa.app', 'kbqa.app.api', 'kbqa.app.web',\n"
+        "             'kbqa.index', 'kbqa.ingest', 'kbqa.models', 'kbqa.evaluation'):\n"
         "    assert importlib.import_module(name).__file__.startswith("
         f"{str(site)!r}), name\n"
-        "for name in ('app', 'index', 'qa', 'ingest', 'models'):\n"
+        "for name in ('app', 'index', 'qa', 'ingest', 'models', 'evaluation'):\n"
         "    try:\n"
         "        importlib.import_module(name)\n"
         "    except ImportError:\n"

@@ -1,4 +1,4 @@
-"""Ingestion and batch answering on Ray (``ingest/distributed.py``, ``qa/batch.py``).
+"""Ingestion and batch answering on Ray (``ingest/distributed.py``, ``app/batch.py``).
 
 First the driver's side with the pipeline run in this process (fakes, fast); then a
 real two-node cluster started on this machine once for the module (``ray start
@@ -25,12 +25,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import FakeEmbedder, ScriptedGenerator, make_kb
+from fakes import FakeEmbedder, ScriptedGenerator, make_kb
 
 pytest.importorskip("ray.data", reason="needs the ray extra: pip install 'kbqa[ray]'")
 
-from kbqa.ingest import distributed  # noqa: E402
-from kbqa.ingest.batch import IngestOptions, ToRead  # noqa: E402
+from kbqa.ingest import distributed, ray_cluster  # noqa: E402
 from kbqa.ingest.distributed import (  # noqa: E402
     EmbedChunks,
     EmbedderSpec,
@@ -39,6 +38,7 @@ from kbqa.ingest.distributed import (  # noqa: E402
     ReadAndChunk,
     input_rows,
 )
+from kbqa.ingest.local import IngestOptions, ToRead  # noqa: E402
 
 MODEL = "all-MiniLM-L6-v2"
 CONNECT = distributed.connect
@@ -158,7 +158,7 @@ def _engine(**options: Any) -> RayIngest:
 
 def test_the_engine_stores_what_the_local_engine_stores(
     tmp_path: Path, in_process, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     folder = _folder(tmp_path / "docs")
     local, remote = make_kb(tmp_path / "local"), make_kb(tmp_path / "remote")
     expected = local.add([folder])
@@ -183,7 +183,7 @@ def test_the_engine_stores_what_the_local_engine_stores(
 
 def test_a_failed_pipeline_reports_the_documents_it_did_not_store(
     tmp_path: Path, in_process, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     def dies_after_one(self: InProcess) -> Iterator[dict[str, Any]]:
         rows = original(self)
         yield next(rows)  # broken.pdf, failed
@@ -200,16 +200,16 @@ def test_a_failed_pipeline_reports_the_documents_it_did_not_store(
     stored = [name for name, status in statuses.items() if status == "added"]
     lost = [o for o in report.failed if not o.source.endswith("broken.pdf")]
     assert len(stored) == 1 and len(lost) == 3
-    assert all("not stored: the Ray pipeline failed (RuntimeError: ray.exceptions." in o.reason
+    assert all("not stored: the Ray pipeline failed (RuntimeError: ray.exceptions." in str(o.reason)
                for o in lost)  # fmt: skip
     assert {Path(r.source).name for r in kb.documents()} == set(stored)
     record = kb.documents()[0]
-    assert len(kb._store.chunks_of(record.doc_id)) == record.chunks  # whole, never half
+    assert len(kb._require_store().chunks_of(record.doc_id)) == record.chunks  # whole, never half
 
 
 def test_a_failure_to_store_is_raised_not_blamed_on_ray(
     tmp_path: Path, in_process, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     import sqlite3
 
     def full_disk(*args: Any) -> Any:
@@ -223,7 +223,7 @@ def test_a_failure_to_store_is_raised_not_blamed_on_ray(
 
 def test_an_interrupted_driver_leaves_whole_documents(
     tmp_path: Path, in_process, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     def interrupted(self: InProcess) -> Iterator[dict[str, Any]]:
         rows = original(self)
         for _ in range(3):  # broken.pdf (failed), ledger.txt, notes.md
@@ -240,13 +240,14 @@ def test_an_interrupted_driver_leaves_whole_documents(
     records = reopened.documents()
     assert len(records) == 2
     for record in records:
-        assert len(reopened._store.chunks_of(record.doc_id)) == record.chunks
-    assert reopened._store.vector_count() == reopened._store.chunk_count()
+        assert len(reopened._require_store().chunks_of(record.doc_id)) == record.chunks
+    store = reopened._require_store()
+    assert store.vector_count() == store.chunk_count()
 
 
 def test_a_malformed_worker_result_fails_that_file_only(
     tmp_path: Path, in_process, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     def short_vectors(self: InProcess) -> Iterator[dict[str, Any]]:
         for row in original(self):
             if row["document"] and "Etna" in row["document"]:
@@ -257,14 +258,14 @@ def test_a_malformed_worker_result_fails_that_file_only(
     monkeypatch.setattr(InProcess, "iter_rows", short_vectors)
     kb = make_kb(tmp_path / "kb")
     report = kb.add([_folder(tmp_path / "docs")], engine=_engine())
-    reasons = {Path(o.source).name: o.reason for o in report.failed}
+    reasons = {Path(o.source).name: str(o.reason) for o in report.failed}
     assert "malformed result from a Ray worker" in reasons["volcano.txt"]
     assert report.count("added") == 3
 
 
 def test_a_documents_ocr_pages_survive_the_trip(
     tmp_path: Path, in_process, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from dataclasses import replace
 
     from kbqa.ingest.types import PageOcr
@@ -296,7 +297,7 @@ def test_a_refused_token_says_how_to_give_one(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", refused)
-    with pytest.raises(distributed.RayUnavailable, match="set RAY_AUTH_MODE=token"):
+    with pytest.raises(ray_cluster.RayUnavailable, match="set RAY_AUTH_MODE=token"):
         with CONNECT("h:1"):
             pass
 
@@ -456,11 +457,11 @@ def docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _folder(tmp_path_factory.mktemp("ray-docs") / "docs")
 
 
-def _settings(precision: str = "float32"):  # type: ignore[no-untyped-def]
+def _settings(precision: str = "float32"):
     """Float32 for the ingest comparisons: in bfloat16 (``auto`` on CPUs with AMX) a
     chunk's vector depends on the batch it was embedded with (cosine 0.9965 between
     one-by-one and together, here), in either engine."""
-    from kbqa.qa.settings import load_settings
+    from kbqa.settings import load_settings
 
     return load_settings(
         embedding_model=MODEL, llm_model="smollm2-135m-instruct", precision=precision
@@ -468,7 +469,7 @@ def _settings(precision: str = "float32"):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def embedder32():  # type: ignore[no-untyped-def]
+def embedder32():
     from kbqa.models.embedder import SentenceTransformerEmbedder
 
     settings = _settings()
@@ -476,7 +477,7 @@ def embedder32():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def reference(docs: Path, embedder32, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def reference(docs: Path, embedder32, tmp_path_factory: pytest.TempPathFactory):
     """The same folder ingested by the local engine."""
     from kbqa.qa.knowledge_base import KnowledgeBase
 
@@ -492,13 +493,13 @@ def reference(docs: Path, embedder32, tmp_path_factory: pytest.TempPathFactory):
 def test_cli_ingest_on_a_two_node_cluster_equals_the_local_engine(
     cluster: LocalCluster,
     docs: Path,
-    reference,  # type: ignore[no-untyped-def]
-    embedder32,  # type: ignore[no-untyped-def]
+    reference,
+    embedder32,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from kbqa.qa import cli
+    from kbqa.app import cli
     from kbqa.qa.knowledge_base import KnowledgeBase
 
     monkeypatch.setenv("KBQA_EMBEDDING_MODEL", MODEL)
@@ -518,8 +519,8 @@ def test_cli_ingest_on_a_two_node_cluster_equals_the_local_engine(
 def test_a_killed_embedding_actor_is_restarted_and_its_documents_retried(
     cluster: LocalCluster,
     docs: Path,
-    reference,  # type: ignore[no-untyped-def]
-    embedder32,  # type: ignore[no-untyped-def]
+    reference,
+    embedder32,
     tmp_path: Path,
 ) -> None:
     from kbqa.qa.knowledge_base import KnowledgeBase
@@ -550,12 +551,12 @@ def test_a_killed_embedding_actor_is_restarted_and_its_documents_retried(
 @pytest.mark.slow
 def test_batch_answers_on_the_cluster_equal_the_local_ones(
     cluster: LocalCluster,
-    reference,  # type: ignore[no-untyped-def]
-    real_embedder,  # type: ignore[no-untyped-def]
-    small_llm,  # type: ignore[no-untyped-def]
+    reference,
+    real_embedder,
+    small_llm,
     tmp_path: Path,
 ) -> None:
-    from kbqa.qa import batch
+    from kbqa.app import batch, batch_ray
     from kbqa.qa.knowledge_base import KnowledgeBase
 
     questions = tmp_path / "questions.jsonl"
@@ -571,7 +572,7 @@ def test_batch_answers_on_the_cluster_equal_the_local_ones(
     local = KnowledgeBase.open(reference.folder, settings=settings, embedder=real_embedder,
                                generator=small_llm, create=False)  # fmt: skip
     expected = list(batch.answer_locally(local, items))
-    rows = list(batch.answer_on_ray(reference.folder, settings, items, cluster.address))
+    rows = list(batch_ray.answer_on_ray(reference.folder, settings, items, cluster.address))
     assert [row["line"] for row in rows] == [1, 2, 3]
     assert not rows[0]["refused"] and "Ituri rainforest" in rows[0]["answer"]
     assert "not JSON" in rows[1]["error"]

@@ -384,7 +384,7 @@ def test_binary_bytes_named_txt_are_rejected():
 
 
 @pytest.fixture(scope="module")
-def debian_chunks(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+def debian_chunks(request: pytest.FixtureRequest):
     from kbqa.ingest.chunking import ChunkerSettings, chunk_document
     from kbqa.ingest.types import document_id
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FakeEmbedder, make_kb
+from fakes import FakeEmbedder, make_kb
 
 from kbqa.errors import KnowledgeBaseError
 from kbqa.index.manifest import Manifest
+from kbqa.index.reembed import needs_reembedding, reembed
 from kbqa.index.store import KnowledgeBaseStore
-from kbqa.qa.reembed import needs_reembedding, reembed
 from kbqa.qa.retrieval import make_retriever
 
 
@@ -21,7 +21,7 @@ class OtherEmbedder(FakeEmbedder):
     name = "fake-hash-32"
     dimension = 32
 
-    def embed_passages(self, texts):  # type: ignore[no-untyped-def]
+    def embed_passages(self, texts):
         return np.ascontiguousarray(super().embed_passages(texts)[:, :32])
 
 
@@ -41,7 +41,9 @@ def test_every_chunk_moves_to_the_new_model_and_the_old_folder_goes(tmp_path: Pa
     other = OtherEmbedder()
     assert needs_reembedding(folder, other) and not needs_reembedding(folder, FakeEmbedder())
     steps: list[tuple[int, int]] = []
-    count = reembed(folder, other, lambda done, total: steps.append((done, total)))
+    count = reembed(
+        folder, other, lambda done, total: steps.append((done, total)), carry=("originals",)
+    )
 
     assert count == sum(map(len, before.values())) == steps[-1][0] == steps[-1][1]
     manifest = Manifest.read(folder)

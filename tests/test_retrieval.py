@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import FakeEmbedder, make_kb, stored_vector
+from conftest import stored_vector
+from fakes import FakeEmbedder, make_kb
 
 from kbqa.index.store import Hit, KnowledgeBaseStore
 from kbqa.ingest.types import Chunk
@@ -35,7 +37,7 @@ QUESTION = "What is it that the zebra is?"
 
 
 @pytest.fixture
-def kb(tmp_path: Path):  # type: ignore[no-untyped-def]
+def kb(tmp_path: Path):
     folder = tmp_path / "docs"
     folder.mkdir()
     for name, text in DOCS.items():
@@ -62,7 +64,7 @@ def test_reciprocal_rank_fusion_sums_reciprocal_ranks_and_breaks_ties_by_id() ->
     assert reciprocal_rank_fusion([[], []]) == []
 
 
-def test_factory_maps_each_mode_and_refuses_others(kb) -> None:  # type: ignore[no-untyped-def]
+def test_factory_maps_each_mode_and_refuses_others(kb) -> None:
     store, embedder = kb._store, kb.embedder
     assert isinstance(make_retriever("hybrid", store, embedder), HybridRetriever)
     assert isinstance(make_retriever("dense", store, embedder), DenseRetriever)
@@ -71,7 +73,7 @@ def test_factory_maps_each_mode_and_refuses_others(kb) -> None:  # type: ignore[
         make_retriever("bm25", store, embedder)
 
 
-def test_every_mode_scores_hits_by_exact_cosine_in_its_own_order(kb) -> None:  # type: ignore[no-untyped-def]
+def test_every_mode_scores_hits_by_exact_cosine_in_its_own_order(kb) -> None:
     results = {
         mode: make_retriever(mode, kb._store, kb.embedder).retrieve([QUESTION], 10)[0]
         for mode in ("hybrid", "dense", "keyword")
@@ -87,7 +89,7 @@ def test_every_mode_scores_hits_by_exact_cosine_in_its_own_order(kb) -> None:  #
     assert hybrid[0].score < max(h.score for h in hybrid)  # fusion order, not cosine order
 
 
-def test_batches_answer_each_question_like_alone(kb) -> None:  # type: ignore[no-untyped-def]
+def test_batches_answer_each_question_like_alone(kb) -> None:
     questions = [QUESTION, "How long to boil pasta?", "okapi giraffe"]
     for mode in ("hybrid", "dense", "keyword"):
         retriever = make_retriever(mode, kb._store, kb.embedder)
@@ -99,16 +101,21 @@ def test_batches_answer_each_question_like_alone(kb) -> None:  # type: ignore[no
 
 def test_depths_hybrid_fuses_4k_of_each_and_approximate_dense_fetches_2k(
     kb, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     store: KnowledgeBaseStore = kb._store
     asked: list[tuple[str, int]] = []
     dense_ranking, keyword_ranking = store.dense_ranking, store.keyword_ranking
-    monkeypatch.setattr(
-        store, "dense_ranking", lambda v, d: asked.append(("dense", d)) or dense_ranking(v, d)
-    )
-    monkeypatch.setattr(
-        store, "keyword_ranking", lambda t, n: asked.append(("keyword", n)) or keyword_ranking(t, n)
-    )
+
+    def dense(vectors: Any, depth: int) -> Any:
+        asked.append(("dense", depth))
+        return dense_ranking(vectors, depth)
+
+    def keyword(texts: Any, depth: int) -> Any:
+        asked.append(("keyword", depth))
+        return keyword_ranking(texts, depth)
+
+    monkeypatch.setattr(store, "dense_ranking", dense)
+    monkeypatch.setattr(store, "keyword_ranking", keyword)
     make_retriever("hybrid", store, kb.embedder).retrieve([QUESTION], 2)
     assert asked == [("dense", HYBRID_CANDIDATES * 2), ("keyword", HYBRID_CANDIDATES * 2)]
     asked.clear()
@@ -123,7 +130,7 @@ def test_depths_hybrid_fuses_4k_of_each_and_approximate_dense_fetches_2k(
     assert asked == [("dense", APPROXIMATE_RERANK * 2)] and len(hits) == 2
 
 
-def test_hybrid_takes_another_fusion(kb) -> None:  # type: ignore[no-untyped-def]
+def test_hybrid_takes_another_fusion(kb) -> None:
     def keyword_first(rankings: list[list[int]]) -> list[int]:
         dense, keyword = rankings
         return keyword + [i for i in dense if i not in keyword]
@@ -132,12 +139,12 @@ def test_hybrid_takes_another_fusion(kb) -> None:  # type: ignore[no-untyped-def
     assert set(_names(hits)[:2]) == {"zebra.txt", "okapi.txt"}
 
 
-def test_any_object_with_retrieve_is_a_retriever(kb) -> None:  # type: ignore[no-untyped-def]
+def test_any_object_with_retrieve_is_a_retriever(kb) -> None:
     class Reranked:
         def __init__(self, inner: Retriever) -> None:
             self.inner = inner
 
-        def retrieve(self, questions, k):  # type: ignore[no-untyped-def]
+        def retrieve(self, questions, k):
             return [
                 sorted(hits, key=lambda h: -h.score) for hits in self.inner.retrieve(questions, k)
             ]
@@ -150,7 +157,7 @@ def test_any_object_with_retrieve_is_a_retriever(kb) -> None:  # type: ignore[no
 def test_dense_search_takes_vectors_and_an_empty_store_finds_nothing(tmp_path: Path) -> None:
     kb = make_kb(tmp_path / "kb")
     kb.add_texts([("one.txt", "alpha beta gamma")])
-    store = kb._store
+    store = kb._require_store()
     vectors = kb.embedder.embed_queries(["alpha beta gamma", "delta"])
     found = dense_search(store, vectors, 3)
     assert [len(hits) for hits in found] == [1, 1]
@@ -162,7 +169,7 @@ def test_dense_search_takes_vectors_and_an_empty_store_finds_nothing(tmp_path: P
     kb.close()
 
 
-def test_a_retrieval_sees_one_generation_a_writer_waits_for_it(kb) -> None:  # type: ignore[no-untyped-def]
+def test_a_retrieval_sees_one_generation_a_writer_waits_for_it(kb) -> None:
     store: KnowledgeBaseStore = kb._store
     removed = threading.Event()
 
@@ -196,7 +203,7 @@ def test_the_refusal_floor_looks_at_the_best_cosine_not_the_first_hit() -> None:
     assert not too_far([_hit(0.5)], 0.5)  # at the floor is close enough
 
 
-def test_vectors_are_scored_from_sqlite_not_faiss(kb) -> None:  # type: ignore[no-untyped-def]
+def test_vectors_are_scored_from_sqlite_not_faiss(kb) -> None:
     store: KnowledgeBaseStore = kb._store
     (query,) = kb.embedder.embed_queries([QUESTION])
     ranking = store.dense_ranking(query[None, :], 10)[0]

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from kbqa.ingest.limits import MB, SETTING_NAMES, ParseLimits
 from kbqa.qa.knowledge_base import KnowledgeBase
-from kbqa.qa.settings import load_settings
+from kbqa.settings import ApiOptions, Settings, load_settings
 
 
 def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -44,15 +45,53 @@ def test_open_uses_the_configured_models_without_loading_them(
 ) -> None:
     monkeypatch.setenv("KBQA_LLM_MODEL", "smollm2-135m-instruct")
     monkeypatch.setenv("KBQA_RETRIEVAL", "dense")
-    kb = KnowledgeBase.open(tmp_path / "kb")
+    kb = KnowledgeBase.open(tmp_path / "kb", settings=load_settings())
     assert kb.generator.name == "smollm2-135m-instruct"
     assert kb.embedder.name == "multilingual-e5-small"
     assert kb.answer_options.min_score == 0.79  # e5's own refusal floor
     assert kb.answer_options.retrieval == "dense"
     monkeypatch.setenv("KBQA_EMBEDDING_MODEL", "all-MiniLM-L6-v2")
     monkeypatch.setenv("KBQA_MIN_SCORE", "0.5")
-    assert KnowledgeBase.open(tmp_path / "kb").answer_options.min_score == 0.5
+    assert (
+        KnowledgeBase.open(tmp_path / "kb", settings=load_settings()).answer_options.min_score
+        == 0.5
+    )
     assert not (tmp_path / "kb").exists()  # created on the first add, not on open
+
+
+def test_the_library_never_reads_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Only front doors call load_settings(); without settings, open() takes the defaults."""
+    for name, value in (("KBQA_LLM_MODEL", "smollm2-135m-instruct"), ("KBQA_TOP_K", "9"),
+                        ("KBQA_MAX_CHARS", "10"), ("KBQA_RETRIEVAL", "dense")):  # fmt: skip
+        monkeypatch.setenv(name, value)
+    config = tmp_path / "kbqa.toml"
+    config.write_text("context_tokens = 900\n")
+    monkeypatch.setenv("KBQA_CONFIG", str(config))
+    kb = KnowledgeBase.open(tmp_path / "kb")
+    defaults = Settings.defaults()
+    assert kb.answer_options == defaults.answer_options(kb.embedder.name)
+    assert kb.answer_options.top_k == 5 and kb.answer_options.retrieval == "hybrid"
+    assert kb.answer_options.context_tokens == 1500
+    assert kb.limits == ParseLimits() and kb.embedder.name == "multilingual-e5-small"
+    assert kb.generator.name != "smollm2-135m-instruct"
+
+
+def test_each_default_is_declared_once_and_the_typed_views_agree() -> None:
+    """The read limits' defaults live in ParseLimits, the API's in ApiOptions; Settings
+    derives its own from them, and its views give them back unchanged."""
+    defaults = Settings.defaults()
+    assert defaults.parse_limits() == ParseLimits()
+    assert defaults.api_options() == ApiOptions()
+    assert Settings().parse_limits() == ParseLimits()  # validated the same way
+    for field, variable in SETTING_NAMES.items():  # reasons name settings that exist
+        assert field in ParseLimits.__dataclass_fields__
+        assert variable.removeprefix("KBQA_").lower() in Settings.model_fields
+    changed = Settings(max_decompressed_mb=1, parse_memory_mb=512, api_max_body_mb=2)
+    assert changed.parse_limits().max_decompressed_bytes == MB
+    assert changed.parse_limits().memory_bytes == 512 * MB
+    assert changed.api_options().max_body_bytes == 2 * MB
 
 
 def test_importing_the_api_does_not_import_torch_or_faiss() -> None:
@@ -82,8 +121,6 @@ def test_precision_auto_takes_bfloat16_only_where_the_cpu_computes_it(
 
 
 def test_models_are_shared_only_between_equal_model_settings() -> None:
-    from kbqa.qa.settings import Settings
-
     base = Settings(precision="float32")
     assert base.models_key() == Settings(precision="float32", top_k=9).models_key()
     assert base.models_key() != Settings(precision="bfloat16").models_key()

@@ -201,7 +201,7 @@ def test_indexes_kbqa_did_not_make_are_refused(tmp_path: Path) -> None:
         VectorIndex.load(path, DIMENSION)
 
 
-def _store_with_chunks(folder: Path, documents: int, per_document: int, flat_limit: int):  # type: ignore[no-untyped-def]
+def _store_with_chunks(folder: Path, documents: int, per_document: int, flat_limit: int):
     from kbqa.index.manifest import Manifest
     from kbqa.index.store import KnowledgeBaseStore
     from kbqa.ingest.chunking import ChunkerSettings
@@ -225,7 +225,7 @@ def _store_with_chunks(folder: Path, documents: int, per_document: int, flat_lim
     return store
 
 
-def _row_ids(store) -> list[int]:  # type: ignore[no-untyped-def]
+def _row_ids(store) -> list[int]:
     return sorted(r[0] for r in store._db.execute("SELECT row_id FROM chunks"))
 
 

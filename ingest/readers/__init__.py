@@ -5,7 +5,7 @@ One module per format; ``read_document`` picks one by the file's content
 (already read and hashed by the caller) so a file is read once, and the
 ``ParseLimits`` they must stay within. Scanned PDF pages and images are read
 by OCR (``ocr``), which reports its progress to ``on_progress``.
-``ingest.isolation`` runs them in a child process; calling ``read_document``
+``ingest.reader_process`` runs them in a child process; calling ``read_document``
 directly parses in the calling process.
 """
 

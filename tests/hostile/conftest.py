@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import FakeEmbedder, ScriptedGenerator
+from fakes import make_kb
 
-from kbqa.ingest.chunking import ChunkerSettings
 from kbqa.ingest.limits import ParseLimits
-from kbqa.qa.knowledge_base import AnswerOptions, KnowledgeBase
+from kbqa.ingest.local import FileOutcome
+from kbqa.qa.knowledge_base import KnowledgeBase
 
 MB = 1024 * 1024
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -54,15 +54,8 @@ class PeakRss:
 
 
 def hostile_kb(folder: Path, limits: ParseLimits | None = None) -> KnowledgeBase:
-    return KnowledgeBase(
-        folder,
-        FakeEmbedder(),
-        ScriptedGenerator(),
-        AnswerOptions(min_score=0.0),
-        ChunkerSettings(chunk_tokens=60, overlap_tokens=10),
-        max_file_bytes=50 * MB,
-        limits=limits,
-    )
+    """The fakes with the real 50 MB file limit."""
+    return make_kb(folder, max_file_bytes=50 * MB, limits=limits)
 
 
 @dataclass
@@ -70,24 +63,24 @@ class Batch:
     """One ``kb.add`` of a folder holding the hostile file and a good one."""
 
     kb: KnowledgeBase
-    outcomes: dict[str, object]
+    outcomes: dict[str, FileOutcome]
     seconds: float
     parent_growth: int
 
     def reason(self, name: str) -> str:
         outcome = self.outcomes[name]
-        assert outcome.status == "failed", (name, outcome)  # type: ignore[attr-defined]
-        return outcome.reason  # type: ignore[attr-defined,no-any-return]
+        assert outcome.status == "failed", (name, outcome)
+        return str(outcome.reason)
 
     def assert_bounded_and_good_file_added(self) -> None:
-        assert self.outcomes["good.txt"].status == "added"  # type: ignore[attr-defined]
+        assert self.outcomes["good.txt"].status == "added"
         assert "good.txt" in [d.name for d in self.kb.documents()]
         assert self.seconds < SECONDS_LIMIT, self.seconds
         assert self.parent_growth < PARENT_GROWTH_LIMIT, self.parent_growth / MB
 
 
 @pytest.fixture
-def ingest_beside_good(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+def ingest_beside_good(tmp_path: Path) -> Iterator:
     """``ingest_beside_good({"bad.pdf": bytes}, limits=None)`` → ``Batch``."""
     kbs: list[KnowledgeBase] = []
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from kbqa.ingest.chunking import ChunkerSettings, chunk_document
-from kbqa.ingest.isolation import ParseWorker
 from kbqa.ingest.limits import MB, ParseLimits
+from kbqa.ingest.reader_process import ParseWorker
 from kbqa.ingest.readers import read_document
 from kbqa.ingest.types import ParsedDocument, Section
 
@@ -97,7 +97,7 @@ def test_pdf_bomb_past_the_scan_is_stopped_by_the_time_limit(ingest_beside_good)
 
 @pytest.mark.parametrize("width", [612, 10])
 def test_tall_page_is_ingested_and_drawn_within_the_pixel_budget(ingest_beside_good, width):
-    from kbqa.app.pdfpage import Mark, render_page
+    from kbqa.app.web.pdfpage import Mark, render_page
 
     data = g.tall_page_pdf(width, 200_000)
     batch = ingest_beside_good({"tall.pdf": data})
@@ -118,7 +118,7 @@ def test_tall_page_is_ingested_and_drawn_within_the_pixel_budget(ingest_beside_g
 
 def test_a_page_that_cannot_be_drawn_is_a_value_error_not_a_crash():
     """The source panel catches ValueError: a MemoryError or a dead process arrives as one."""
-    from kbqa.app.pdfpage import PageRenderError, render_page
+    from kbqa.app.web.pdfpage import PageRenderError, render_page
 
     tight = ParseLimits(memory_bytes=300 * MB, max_page_pixels=200_000_000)
     with pytest.raises(PageRenderError, match="300 MB memory limit"):
@@ -176,7 +176,7 @@ def test_one_long_line_chunks_in_linear_time_with_exact_spans(spaces):
     def count_tokens(text: str) -> int:  # a subword tokenizer's rate: 4 characters a token
         return len(text) // 4 + 1
 
-    def chunk(size: int) -> list:  # type: ignore[type-arg]
+    def chunk(size: int) -> list:
         text = g.long_line(size, spaces).decode()
         document = ParsedDocument("line.txt", "text", 1, (Section(text, None, 0),))
         return chunk_document("d" * 64, document, count_tokens, settings)
@@ -312,18 +312,18 @@ def test_sync_only_removes_paths_that_are_surely_gone(tmp_path, monkeypatch):
     """A stored path that cannot be checked (permissions, a link loop) is kept."""
     import errno
 
-    from kbqa.ingest import batch
+    from kbqa.ingest import local
 
-    assert batch._gone(str(tmp_path / "missing.txt"))
-    assert batch._gone(str(tmp_path))  # a folder where the file was
+    assert local._gone(str(tmp_path / "missing.txt"))
+    assert local._gone(str(tmp_path))  # a folder where the file was
     (tmp_path / "here.txt").write_text("x")
-    assert not batch._gone(str(tmp_path / "here.txt"))
+    assert not local._gone(str(tmp_path / "here.txt"))
 
-    def denied(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def denied(path, *args, **kwargs):
         raise OSError(errno.EACCES, "Permission denied", path)
 
-    monkeypatch.setattr(batch.os, "stat", denied)
-    assert not batch._gone(str(tmp_path / "missing.txt"))
+    monkeypatch.setattr(local.os, "stat", denied)
+    assert not local._gone(str(tmp_path / "missing.txt"))
 
 
 # -- the reading process ----------------------------------------------------------------
@@ -341,10 +341,10 @@ def test_one_reading_process_serves_a_batch_and_is_replaced_after_a_timeout():
 
 
 def test_limits_come_from_the_settings(monkeypatch, tmp_path):
-    from kbqa.qa.knowledge_base import KnowledgeBase
-    from kbqa.qa.settings import load_settings
+    from fakes import FakeEmbedder, ScriptedGenerator
 
-    from .conftest import FakeEmbedder, ScriptedGenerator
+    from kbqa.qa.knowledge_base import KnowledgeBase
+    from kbqa.settings import load_settings
 
     for name, value in {
         "KBQA_MAX_DECOMPRESSED_MB": "20",
@@ -356,8 +356,11 @@ def test_limits_come_from_the_settings(monkeypatch, tmp_path):
     }.items():
         monkeypatch.setenv(name, value)
     expected = ParseLimits(20 * MB, 1000, 100, 7.5, 512 * MB, 1_000_000)
-    assert ParseLimits.from_settings(load_settings()) == expected
-    kb = KnowledgeBase.open(tmp_path / "kb", embedder=FakeEmbedder(), generator=ScriptedGenerator())
+    assert load_settings().parse_limits() == expected
+    settings = load_settings()
+    kb = KnowledgeBase.open(
+        tmp_path / "kb", settings=settings, embedder=FakeEmbedder(), generator=ScriptedGenerator()
+    )
     assert kb.limits == expected
     report = kb.add_texts([("long.txt", "word " * 300)])
     assert report.failed[0].reason.startswith("over the 1,000-character limit (KBQA_MAX_CHARS)")

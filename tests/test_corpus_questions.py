@@ -1,0 +1,70 @@
+"""Questions about the default knowledge base, answered from evidence with the real embedder.
+
+``tests/data/corpus-questions.json`` holds "why", list, "how many", "what is", "who" and
+"where" questions in Spanish and English, each with the words the shown evidence must
+hold. The `evidence` style runs no LLM, so the whole set takes seconds once the
+embedder is loaded; every question must be answered (none refused) and its evidence
+must hold the expected words, but for at most ``ALLOWED_MISSES``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from conftest import CORPORA, FIXTURES
+
+from kbqa.text import fold_accents
+
+pytestmark = pytest.mark.slow
+
+QUESTIONS = json.loads((FIXTURES / "corpus-questions.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def corpus_kb(tmp_path_factory: pytest.TempPathFactory, default_embedder: Any) -> Any:
+    from fakes import ScriptedGenerator, make_kb
+
+    from kbqa.models.registry import refusal_floor
+
+    # The real embedder and the shipped floor; the `evidence` style never calls a model.
+    kb = make_kb(
+        tmp_path_factory.mktemp("corpus") / "kb",
+        ScriptedGenerator(["(the evidence style must not ask a model)"]),
+        default_embedder,
+        min_score=refusal_floor(default_embedder.name),
+        answer_style="evidence",
+    )
+    report = kb.add([CORPORA])
+    assert not report.failed, report.summary()
+    return kb
+
+
+def folded(text: str) -> str:
+    return " ".join(fold_accents(text.lower()).split())
+
+
+# Two of the 24 miss today (a Spanish "why" whose reason sits in the runner-up passage,
+# and "¿Qué es un LLM?", whose definition is outranked): docs/quality.md, "Evidence".
+ALLOWED_MISSES = 2
+
+
+def test_the_evidence_answers_the_questions(corpus_kb: Any) -> None:
+    misses = []
+    for item in QUESTIONS["questions"]:
+        answer = corpus_kb.ask(item["q"])
+        assert not answer.refused, (item["q"], answer.answerability)
+        assert answer.quotes and answer.citations, item["q"]
+        if not any(folded(e) in folded(answer.text) for e in item["expect"]):
+            misses.append((item["q"], answer.text))
+    assert corpus_kb.generator.calls == []  # the evidence style never asks a model
+    assert len(misses) <= ALLOWED_MISSES, misses
+
+
+def test_the_set_covers_both_languages_and_every_question_type() -> None:
+    types = {item["type"] for item in QUESTIONS["questions"]}
+    assert {"why", "list", "how many", "what is"} <= types
+    assert len(QUESTIONS["questions"]) >= 20
+    spanish = sum(any(c in item["q"] for c in "¿áéíóúñ") for item in QUESTIONS["questions"])
+    assert 8 <= spanish <= len(QUESTIONS["questions"]) - 8
