@@ -382,7 +382,7 @@ def rank_evidence(
     if not ranked:
         return Evidence(question, hits, (), ())
     best = ranked[0]
-    chosen = _with_neighbours(best, ranked, hits[best.number - 1].chunk.text)
+    chosen = _with_neighbours(best, ranked, hits[best.number - 1].chunk.text, question)
     runner = next((c for c in ranked[1:] if not _overlaps(c, chosen)), None)
     if (
         runner is not None
@@ -456,10 +456,11 @@ def _is_fragment(text: str) -> bool:
 
 
 def _with_neighbours(
-    best: Sentence, ranked: Sequence[Sentence], passage: str | None = None
+    best: Sentence, ranked: Sequence[Sentence], passage: str | None = None, question: str = ""
 ) -> tuple[Sentence, ...]:
     """The best sentence, the one before it if it leans on it, the items of a list it opens
-    (up to a blank line in ``passage``, the passage's text)."""
+    (up to a blank line in ``passage``, the passage's text), and the sentences after one
+    that only restates the question ("Here's to the crazy ones." → "The misfits. …")."""
     same = {c.index: c for c in ranked if c.number == best.number}
     chosen = [best]
     first = WORD.findall(fold_accents(best.text[:40].lower()))[:1]
@@ -474,4 +475,12 @@ def _with_neighbours(
             chosen.append(item)
             last = item
         return tuple(chosen)
+    if question and len(_stems(content_words(best.text)) - _stems(content_words(question))) <= 1:
+        last = best
+        while last.index + 1 in same and len(chosen) < MAX_SPANS:
+            item = same[last.index + 1]
+            if passage is not None and "\n\n" in passage[last.end : item.start]:
+                break
+            chosen.append(item)
+            last = item
     return tuple(chosen[:MAX_SPANS])

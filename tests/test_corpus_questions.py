@@ -24,17 +24,18 @@ QUESTIONS = json.loads((FIXTURES / "corpus-questions.json").read_text(encoding="
 
 @pytest.fixture(scope="module")
 def corpus_kb(tmp_path_factory: pytest.TempPathFactory, default_embedder: Any) -> Any:
-    from fakes import ScriptedGenerator, make_kb
+    from fakes import ScriptedGenerator
 
-    from kbqa.models.registry import refusal_floor
+    from kbqa.qa.knowledge_base import KnowledgeBase
+    from kbqa.settings import Settings
 
-    # The real embedder and the shipped floor; the `evidence` style never calls a model.
-    kb = make_kb(
+    # The shipped defaults (chunking, refusal floor) and the real embedder; the
+    # `evidence` style never calls a model, which the scripted one would show.
+    kb = KnowledgeBase.open(
         tmp_path_factory.mktemp("corpus") / "kb",
-        ScriptedGenerator(["(the evidence style must not ask a model)"]),
-        default_embedder,
-        min_score=refusal_floor(default_embedder.name),
-        answer_style="evidence",
+        settings=Settings.defaults().model_copy(update={"answer_style": "evidence"}),
+        embedder=default_embedder,
+        generator=ScriptedGenerator(["(the evidence style must not ask a model)"]),
     )
     report = kb.add([CORPORA])
     assert not report.failed, report.summary()

@@ -195,3 +195,15 @@ def test_each_style_end_to_end_on_fakes(tmp_path: Path) -> None:
     assert refused.refused and refused.answerability is not None
     assert refused.answerability.missing_terms == ("world cup",)
     assert len(generator.calls) == 1  # the refusal asked no model
+
+
+def test_a_sentence_that_restates_the_question_brings_what_follows() -> None:
+    passage = hit("Here's to the crazy ones. The misfits. The rebels.\n\nWe make tools.")
+    selector = Selector({"overlap": 10.0}, -5.0)
+    evidence = select_evidence("Who are the crazy ones?", [passage], FakeEmbedder(),
+                               selector=selector)  # fmt: skip
+    assert [s.text for s in evidence.spans] == [
+        "Here's to the crazy ones.",
+        "The misfits.",
+        "The rebels.",
+    ]

@@ -50,7 +50,9 @@ def test_the_wheel_holds_only_the_kbqa_namespace(wheel: Path) -> None:
         "kbqa/app/mcp.py",
         "kbqa/evaluation/squad.py",
         "kbqa/settings.py",
-        "kbqa/qa/prompts/system.txt",
+        "kbqa/qa/prompts/evidence_system.txt",
+        "kbqa/qa/evidence.json",
+        "kbqa/qa/answerability.json",
     ):
         assert expected in names
 
