@@ -1,5 +1,9 @@
 """A knowledge base on disk: manifest, chunks in SQLite, vectors in FAISS.
 
+Longer than 450 lines on purpose: the table, the keyword index and the FAISS snapshot
+are kept consistent by one lock and one transaction per document, which this class
+owns; split, each half would have to reach into the other's transaction.
+
 SQLite is the source of truth: each document's chunks and their vectors are
 replaced in one transaction, so a kill at any moment leaves either the old or
 the new state of that document. The FAISS file is a snapshot named after the

@@ -1,5 +1,8 @@
 """Select the evidence: the sentences of the retrieved passages that answer the question.
 
+(Over 450 lines on purpose: candidates, their signals and the neighbour rules are one
+selection rule, fitted and measured together by ``bench/fit_evidence.py``.)
+
 Every sentence of the top passages (``kbqa.text.sentence_spans``) is a candidate.
 Each gets a few signals, all measured against the question:
 
@@ -55,6 +58,7 @@ from ..text import (
     sentence_spans,
 )
 from .injection import is_instruction
+from .retrieval import query_vectors
 
 # At most this many verbatim spans make the evidence (best sentence and its neighbours),
 # except a list, whose opener and items are shown together, up to MAX_LIST_ITEMS.
@@ -314,7 +318,7 @@ def select_evidence(
     if not spans:
         return Evidence(question, hits, (), ())
     texts = [hits[n - 1].chunk.text[s:e] for n, _, s, e in spans]
-    query = embedder.embed_queries([question])[0]
+    query = query_vectors(embedder, [question])[0]
     cosines = np.asarray(_SENTENCE_VECTORS.get(embedder, texts) @ query, dtype=np.float64)
     return rank_evidence(question, hits, spans, cosines, selector)
 

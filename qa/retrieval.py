@@ -15,6 +15,8 @@ the best score among the hits (``too_far``), not at the first hit.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -71,7 +73,7 @@ class DenseRetriever:
     embedder: Embedder
 
     def retrieve(self, questions: Sequence[str], k: int) -> list[list[Hit]]:
-        return dense_search(self.store, self.embedder.embed_queries(list(questions)), k)
+        return dense_search(self.store, query_vectors(self.embedder, list(questions)), k)
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class KeywordRetriever:
 
     def retrieve(self, questions: Sequence[str], k: int) -> list[list[Hit]]:
         questions = list(questions)
-        vectors = self.embedder.embed_queries(questions)
+        vectors = query_vectors(self.embedder, questions)
         with self.store.reading():
             return [
                 self.store.hits(self.store.keyword_ranking(question, k), vector)
@@ -101,7 +103,7 @@ class HybridRetriever:
 
     def retrieve(self, questions: Sequence[str], k: int) -> list[list[Hit]]:
         questions = list(questions)
-        vectors = self.embedder.embed_queries(questions)
+        vectors = query_vectors(self.embedder, questions)
         depth = HYBRID_CANDIDATES * k
         with self.store.reading():
             dense = self.store.dense_ranking(vectors, depth)
@@ -111,6 +113,35 @@ class HybridRetriever:
                 )
                 for question, vector, ranking in zip(questions, vectors, dense, strict=True)
             ]
+
+
+class _QueryVectors:
+    """The last questions' vectors: retrieval and evidence selection embed each once."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, embedder: Embedder, questions: Sequence[str]) -> np.ndarray:
+        if not questions:
+            return embedder.embed_queries([])
+        keys = [(embedder.name, q) for q in questions]
+        with self._lock:
+            known = [self._vectors.get(k) for k in keys]
+        if any(v is None for v in known):
+            fresh = embedder.embed_queries(list(questions))
+            with self._lock:
+                for key, vector in zip(keys, fresh, strict=True):
+                    self._vectors[key] = vector
+                    self._vectors.move_to_end(key)
+                while len(self._vectors) > self._size:
+                    self._vectors.popitem(last=False)
+            return np.asarray(fresh)
+        return np.stack([v for v in known if v is not None])
+
+
+query_vectors = _QueryVectors()
 
 
 def dense_search(store: KnowledgeBaseStore, query_vectors: np.ndarray, k: int) -> list[list[Hit]]:

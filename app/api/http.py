@@ -1,5 +1,8 @@
 """``kbqa api``: an OpenAI-compatible HTTP API over knowledge bases (docs/api.md).
 
+Over 450 lines because it is the whole OpenAI surface in one place (routes, the
+streamed and plain reply shapes); checks and limits live in ``middleware.py``.
+
 - ``GET /v1/models``: each knowledge base is a model (``catalog.py`` says how they are named).
 - ``POST /v1/chat/completions``: OpenAI's format, plain or streamed (server-sent events
   ending with ``data: [DONE]``). The last user message is the question; earlier turns
