@@ -33,7 +33,7 @@ SMOKE_LLM = "smollm2-135m-instruct"
 # Settings that say what ran and how; secrets and paths to the user's files are left out.
 RECORDED_SETTINGS = (
     "embedding_model", "llm_model", "device", "precision", "top_k", "retrieval",
-    "answer_style", "answerability", "context_tokens", "max_new_tokens", "min_score",
+    "answer_style", "answerability", "max_new_tokens", "min_score",
     "chunk_tokens", "chunk_overlap",
 )  # fmt: skip
 

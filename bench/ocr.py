@@ -42,7 +42,7 @@ from bench.machine import machine  # noqa: E402
 SCANNED = ROOT.parent / "shared" / "data" / "pdfs" / "scanned"
 FIXTURE = ROOT / "tests" / "data" / "scanned" / "scanned-es.pdf"
 LANGUAGE_SETS = ("spa+eng", "eng", "spa")
-# Worded close to the page: the answer must be quoted from it (qa/quotes.py), and a first
+# Worded close to the page: the answer must be quoted from it (qa/verify.py), and a first
 # try with looser wording ("How many tracks does the LinnSequencer record?") was refused
 # after the model replied "32 tracks" in words the page does not have (see the docs).
 QUESTIONS = {

@@ -31,7 +31,6 @@ def run_configuration(kb: KnowledgeBase) -> dict[str, Any]:
         "answer_style": kb.answer_options.answer_style,
         "answerability": kb.answer_options.answerability,
         "top_k": kb.answer_options.top_k,
-        "context_tokens": kb.answer_options.context_tokens,
         "min_score": kb.answer_options.min_score,
         "chunker": store.manifest.chunker.to_dict() if store else None,
         "knowledge_base": str(kb.folder),

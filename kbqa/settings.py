@@ -87,9 +87,6 @@ class Settings(BaseSettings):
         description="refuse when the passages do not answer this question about this entity "
         "(qa/answerability.py); off: still measured, never acted on (for calibration)",
     )
-    context_tokens: int = Field(
-        default=_ANSWER.context_tokens, ge=64, description="token budget for passages"
-    )
     max_new_tokens: int = Field(default=_ANSWER.max_new_tokens, ge=1)
     min_score: float | None = Field(
         default=None,
@@ -164,7 +161,6 @@ class Settings(BaseSettings):
         floor = refusal_floor(embedding_model or self.embedding_model)
         return AnswerOptions(
             top_k=self.top_k,
-            context_tokens=self.context_tokens,
             max_new_tokens=self.max_new_tokens,
             min_score=floor if self.min_score is None else self.min_score,
             retrieval=self.retrieval,

@@ -105,8 +105,6 @@ class Answer:
     timings: Timings
     language: str
     passages: tuple[Citation, ...] = ()
-    context_tokens: int = 0
-    passages_dropped: int = 0
     reply: str = ""  # the model's own words, before citation markers or a refusal verdict
     quotes: tuple[Quote, ...] = ()
     # Why it was (or was not) judged answerable, with the signals (qa/answerability.py).

@@ -17,7 +17,6 @@ Retrieval = Literal["hybrid", "dense", "keyword"]
 @dataclass(frozen=True)
 class AnswerOptions:
     top_k: int = 5  # passages retrieved per question
-    context_tokens: int = 1500
     max_new_tokens: int = 256  # longest draft (compose.py caps each style lower)
     min_score: float = 0.2  # refuse below this best cosine (Settings: the embedder's floor)
     retrieval: Retrieval = "hybrid"

@@ -25,13 +25,13 @@ def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 
 def test_toml_file_named_by_kbqa_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     config = tmp_path / "kbqa.toml"
-    config.write_text('embedding_model = "/models/my-embedder"\ncontext_tokens = 900\n')
+    config.write_text('embedding_model = "/models/my-embedder"\nmax_new_tokens = 90\n')
     monkeypatch.setenv("KBQA_CONFIG", str(config))
     settings = load_settings()
     assert settings.embedding_model == "/models/my-embedder"
-    assert settings.context_tokens == 900
-    monkeypatch.setenv("KBQA_CONTEXT_TOKENS", "1200")  # the environment wins over the file
-    assert load_settings().context_tokens == 1200
+    assert settings.max_new_tokens == 90
+    monkeypatch.setenv("KBQA_MAX_NEW_TOKENS", "120")  # the environment wins over the file
+    assert load_settings().max_new_tokens == 120
 
 
 def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,13 +67,13 @@ def test_the_library_never_reads_the_environment(
                         ("KBQA_MAX_CHARS", "10"), ("KBQA_RETRIEVAL", "dense")):  # fmt: skip
         monkeypatch.setenv(name, value)
     config = tmp_path / "kbqa.toml"
-    config.write_text("context_tokens = 900\n")
+    config.write_text("max_new_tokens = 90\n")
     monkeypatch.setenv("KBQA_CONFIG", str(config))
     kb = KnowledgeBase.open(tmp_path / "kb")
     defaults = Settings.defaults()
     assert kb.answer_options == defaults.answer_options(kb.embedder.name)
     assert kb.answer_options.top_k == 5 and kb.answer_options.retrieval == "hybrid"
-    assert kb.answer_options.context_tokens == 1500
+    assert kb.answer_options.max_new_tokens == 256
     assert kb.limits == ParseLimits() and kb.embedder.name == "multilingual-e5-small"
     assert kb.generator.name != "smollm2-135m-instruct"
 

@@ -296,11 +296,9 @@ def details(exchange: Exchange) -> None:
                     "cited": st.column_config.CheckboxColumn("cited"),
                 },
             )
-        dropped = answer.passages_dropped
         st.caption(
             f"retrieval {t.retrieve_s * 1000:.0f} ms · prompt {t.prompt_tokens} tokens · "
             f"{t.generated_pieces} pieces generated · language {answer.language}"
-            + (f" · {dropped} passages left out (context budget)" if dropped else "")
         )
 
 
