@@ -107,4 +107,5 @@ def compose(
         try:
             next(drafting)
         except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+            draft: Draft = done.value
+            return draft
