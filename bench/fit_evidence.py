@@ -102,11 +102,12 @@ def passage_vectors(embedder: Any, texts: list[str]) -> dict[str, np.ndarray]:
     return {t: known[key[t]] for t in texts}
 
 
-def candidate_rows(
+def retrieved(
     kb: Any, questions: list[dict[str, Any]], k: int = 5, filter_instructions: bool = True
-) -> list[dict[str, Any]]:
-    """For each question: its candidate sentences with features, cosine and label."""
-    from kbqa.qa.evidence import candidate_spans, sentence_features
+) -> list[tuple[Any, Any, np.ndarray]]:
+    """Per question: its hits, candidate spans and their cosines, as ``kbqa ask`` has them
+    (sentence vectors from the on-disk cache, queries embedded in one batch)."""
+    from kbqa.qa.evidence import candidate_spans
 
     hits_per_question = kb.search_many([q["question"] for q in questions], k)
     spans_per_question = [candidate_spans(h, filter_instructions) for h in hits_per_question]
@@ -119,12 +120,27 @@ def candidate_rows(
     )
     vectors = passage_vectors(kb.embedder, texts)
     queries = kb.embedder.embed_queries([q["question"] for q in questions])
+    return [
+        (
+            hits,
+            spans,
+            np.array([float(vectors[hits[n - 1].chunk.text[s:e]] @ query) for n, _, s, e in spans]),
+        )  # fmt: skip
+        for hits, spans, query in zip(hits_per_question, spans_per_question, queries, strict=True)
+    ]
+
+
+def candidate_rows(
+    kb: Any, questions: list[dict[str, Any]], k: int = 5, filter_instructions: bool = True
+) -> list[dict[str, Any]]:
+    """For each question: its candidate sentences with features, cosine and label."""
+    from kbqa.qa.evidence import sentence_features
+
     rows = []
-    for q, hits, spans, query in zip(
-        questions, hits_per_question, spans_per_question, queries, strict=True
+    for q, (hits, spans, cosines) in zip(
+        questions, retrieved(kb, questions, k, filter_instructions), strict=True
     ):
         sentence_texts = [hits[n - 1].chunk.text[s:e] for n, _, s, e in spans]
-        cosines = np.array([float(vectors[t] @ query) for t in sentence_texts])
         features = sentence_features(q["question"], hits, spans, cosines) if spans else []
         rows.append(
             {
@@ -154,28 +170,13 @@ def evidences(
     kb: Any, questions: list[dict[str, Any]], k: int = 5, selector: Any = None
 ) -> list[Any]:
     """The evidence ``kbqa ask`` would select for each question (default: fitted selector)."""
-    from kbqa.qa.evidence import candidate_spans, fitted_selector, rank_evidence
+    from kbqa.qa.evidence import fitted_selector, rank_evidence
 
     selector = selector or fitted_selector(kb.embedder.name)
-    hits_per_question = kb.search_many([q["question"] for q in questions], k)
-    spans_per_question = [candidate_spans(h, True) for h in hits_per_question]
-    texts = sorted(
-        {
-            hits[n - 1].chunk.text[s:e]
-            for hits, spans in zip(hits_per_question, spans_per_question, strict=True)
-            for n, _, s, e in spans
-        }
-    )
-    vectors = passage_vectors(kb.embedder, texts)
-    queries = kb.embedder.embed_queries([q["question"] for q in questions])
-    found = []
-    for q, hits, spans, query in zip(
-        questions, hits_per_question, spans_per_question, queries, strict=True
-    ):
-        cosines = np.array([float(vectors[hits[n - 1].chunk.text[s:e]] @ query)
-                            for n, _, s, e in spans])  # fmt: skip
-        found.append(rank_evidence(q["question"], hits, spans, cosines, selector))
-    return found
+    return [
+        rank_evidence(q["question"], hits, spans, cosines, selector)
+        for q, (hits, spans, cosines) in zip(questions, retrieved(kb, questions, k), strict=True)
+    ]
 
 
 def verdict_rows(kb: Any, questions: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 _TOKEN = re.compile(r"\w+(?:[-'’]\w+)*", re.UNICODE)
 _WORD = re.compile(r"\w+", re.UNICODE)
-_SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
 
 # Question words and other capitalised words that name nothing in the documents.
 _NOT_NAMES = frozenset(
@@ -172,15 +171,6 @@ def missing_terms(terms: Sequence[str], passages: Sequence[str]) -> tuple[str, .
     return tuple(t for t in terms if not mentions(t, vocabulary))
 
 
-def quote_neighbourhood(passage: str, start: int, heading: str | None = None) -> str:
-    """The quoted sentence, the ``NEIGHBOUR_SENTENCES`` before it, and the heading."""
-    bounds = [0] + [m.end() for m in _SENTENCE_BOUNDARY.finditer(passage, 0, start)]
-    begin = bounds[max(0, len(bounds) - 1 - NEIGHBOUR_SENTENCES)]
-    end_match = _SENTENCE_BOUNDARY.search(passage, start)
-    end = end_match.start() if end_match else len(passage)
-    return f"{heading or ''}\n{passage[begin:end]}"
-
-
 @dataclass(frozen=True)
 class Assessment:
     """The verdict on one question and the signals behind it (kept for evaluation)."""
@@ -233,20 +223,21 @@ def calibration_for(embedder_name: str) -> Calibration | None:
     return None
 
 
-def evidence_signals(evidence: Evidence) -> dict[str, float]:
-    """What the calibrated score reads: all from the evidence, nothing from a model reply."""
+def evidence_signals(evidence: Evidence, around: Sequence[str]) -> dict[str, float]:
+    """What the calibrated score reads, all from the evidence (``around``: its
+    neighbourhood, ``evidence_neighbourhood``), nothing from a model reply."""
+    signals = {"passage_cosine": max((hit.score for hit in evidence.hits), default=0.0)}
     best = evidence.best
     if best is None:
-        return {}
+        return signals
     asked = {w if w.isdigit() else w[:5] for w in content_words(evidence.question)}
-    around = " ".join(evidence_neighbourhood(evidence))
-    held = {w if w.isdigit() else w[:5] for w in content_words(around)}
+    held = {w if w.isdigit() else w[:5] for w in content_words(" ".join(around))}
     return {
+        **signals,
         "best_score": best.score,
         "margin": evidence.margin,
         "context_overlap": best.features["context_overlap"],
         "best_cosine": best.features["cosine"],
-        "passage_cosine": max(hit.score for hit in evidence.hits),
         "type_missing": best.features.get("type_missing", 0.0),
         "words_missing": len(asked - held) / len(asked) if asked else 0.0,
     }
@@ -274,9 +265,9 @@ def decide(
 ) -> Assessment:
     """The one verdict: answerable from this evidence, or refused with its reason."""
     terms = key_terms(question)
-    signals = evidence_signals(evidence)
-    best_passage = max((hit.score for hit in evidence.hits), default=0.0)
-    signals["passage_cosine"] = best_passage
+    around = evidence_neighbourhood(evidence)
+    signals = evidence_signals(evidence, around)
+    best_passage = signals["passage_cosine"]
     if not evidence.hits or best_passage < min_score:
         return Assessment(
             False,
@@ -299,7 +290,6 @@ def decide(
     if evidence.best is None:
         return Assessment(False, "no sentence of the passages can be quoted", terms,
                           signals=signals, check="no_evidence")  # fmt: skip
-    around = evidence_neighbourhood(evidence)
     if terms and not any(mentions(t, Vocabulary.of([n])) for n in around for t in terms):
         return Assessment(
             False,

@@ -12,10 +12,10 @@ from kbqa.qa import answerability
 from kbqa.qa.answerability import (
     Calibration,
     decide,
+    evidence_neighbourhood,
     evidence_signals,
     key_terms,
     missing_terms,
-    quote_neighbourhood,
 )
 from kbqa.qa.evidence import select_evidence
 
@@ -58,10 +58,17 @@ def test_a_name_is_found_in_its_forms_but_not_in_a_neighbour_word(
     assert (missing_terms([term], [passage]) == ()) is found
 
 
-def test_the_neighbourhood_of_a_quote_is_its_sentence_the_four_before_and_the_heading() -> None:
+def test_the_neighbourhood_of_evidence_is_its_sentence_the_four_before_and_the_heading() -> None:
+    from kbqa.index.store import Hit
+    from kbqa.ingest.types import Chunk
+    from kbqa.qa.evidence import Evidence, Sentence
+
     passage = "A is 1. B is 2. C is 3. D is 4. E is 5. It has 178 billion. F follows."
     start = passage.index("It has")
-    around = quote_neighbourhood(passage, start, "Models")
+    end = passage.index(" F follows")
+    hit = Hit(Chunk("c1", "d1", passage, "/m.md", None, 0, len(passage), "Models"), 0.9)
+    span = Sentence(1, 5, start, end, passage[start:end], {}, 0.9)
+    (around,) = evidence_neighbourhood(Evidence("q?", (hit,), (span,), (span,)))
     assert "B is 2. C is 3. D is 4. E is 5. It has 178 billion." in around
     assert "A is 1" not in around and "F follows" not in around
     assert around.startswith("Models")
@@ -109,7 +116,7 @@ def test_calibrated_score_refuses_below_the_threshold_and_keeps_its_signals(
     kb.add_texts(ABOUT_ANOTHER)
     question = "How many parameters does GPT-3 have?"
     evidence = select_evidence(question, kb.search(question), kb.embedder)
-    signals = evidence_signals(evidence)
+    signals = evidence_signals(evidence, evidence_neighbourhood(evidence))
     cosine = signals["best_cosine"]
     # score = sigmoid(10 * (best_cosine - cosine) -/+ 0.5): 0.38 below the threshold, 0.62 above.
     low = decide(

@@ -207,3 +207,35 @@ def test_a_sentence_that_restates_the_question_brings_what_follows() -> None:
         "The misfits.",
         "The rebels.",
     ]
+
+
+@pytest.mark.parametrize(
+    "unit", ["a. ", "A. ", "a.a.a.", "\n", "x:\n- item\n", "EE. UU. ", "?!" * 3 + " "]
+)
+def test_sentence_splitting_is_linear_on_hostile_text(unit: str) -> None:
+    import time
+
+    small, large = unit * 2_000, unit * 40_000  # ×20 the text
+    started = time.perf_counter()
+    sentence_spans(small)
+    base = time.perf_counter() - started
+    started = time.perf_counter()
+    spans = sentence_spans(large)
+    took = time.perf_counter() - started
+    assert took < max(2.0, 60 * base)  # linear would be ~20×; quadratic ~400×
+    assert all(0 <= s < e <= len(large) for s, e in spans)
+
+
+def test_the_model_prompt_is_bounded_whatever_the_passage() -> None:
+    from kbqa.qa.compose import messages
+    from kbqa.qa.evidence import MAX_LIST_ITEMS, MAX_SENTENCE_CHARS
+
+    # A passage of one endless sentence, and one of an endless list: the evidence the model
+    # reads stays within the sentence and list budgets.
+    endless = hit("GPT-3 has " + "very " * 50_000 + "many parameters. It has 175 billion.")
+    listing = hit("GPT-3 sizes:\n" + "".join(f"- size {n} billion\n" for n in range(5_000)))
+    for passage in (endless, listing):
+        evidence = select_evidence("How many parameters does GPT-3 have?", [passage],
+                                   FakeEmbedder(), selector=SELECTOR)  # fmt: skip
+        prompt = " ".join(m["content"] for m in messages(evidence, "short", "en"))
+        assert len(prompt) < (MAX_LIST_ITEMS + 3) * MAX_SENTENCE_CHARS
