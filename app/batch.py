@@ -1,7 +1,9 @@
 """Answer many questions: a JSON Lines file in, one JSON line per question out, in order.
 
-Each input line is ``{"question": "...", "id": <any JSON scalar>, "k": <passages>}``
-(``id`` and ``k`` optional) or a bare JSON string. Each output line is either
+Each input line is ``{"question": "...", "id": <any JSON scalar>, "k": <passages>,
+"documents": [...], "tags": [...]}`` (all but ``question`` optional; ``documents`` and
+``tags`` scope the question as ``--doc``/``--tag`` do) or a bare JSON string.
+Each output line is either
 
     {"line": 3, "id": "q3", "question": "...", "answer": "... [1].", "refused": false,
      "language": "en", "style": "evidence", "shown": "evidence", "not_shown_because": "",
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import KbqaError, KnowledgeBaseError
 
 if TYPE_CHECKING:
+    from ..index.scope import Scope
     from ..qa.answer import Answer
     from ..qa.knowledge_base import KnowledgeBase
     from ..settings import Settings
@@ -45,6 +48,7 @@ class Question:
     text: str
     id: str | int | float | bool | None = None
     k: int | None = None
+    scope: Scope | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ def run_batch(
     kb_folder: Path | None = None,
     answerer: Answerer | None = None,
     default_k: int | None = None,
+    default_scope: Scope | None = None,
     progress: bool = False,
 ) -> BatchSummary:
     """Answer every question of the ``questions`` file into ``out`` (``kbqa ask --batch``):
@@ -93,7 +98,7 @@ def run_batch(
         raise KnowledgeBaseError(
             f"no knowledge base at {folder}; create one with `kbqa ingest FILES --kb {folder}`"
         )
-    items = read_questions(questions, default_k)
+    items = read_questions(questions, default_k, default_scope)
     rows: Iterable[dict[str, Any]]
     if answerer is not None:
         rows = answerer(folder, settings, items)
@@ -103,9 +108,11 @@ def run_batch(
         return write_answers(bar, out)
 
 
-def read_questions(path: Path, default_k: int | None = None) -> list[Question | BadLine]:
+def read_questions(
+    path: Path, default_k: int | None = None, default_scope: Scope | None = None
+) -> list[Question | BadLine]:
     """Every non-blank line of ``path``, as a question or the reason it is not one;
-    ``default_k`` for questions that do not say how many passages.
+    ``default_k`` / ``default_scope`` for questions that do not give their own.
 
     Raises:
         KbqaError: the file cannot be read at all.
@@ -120,6 +127,8 @@ def read_questions(path: Path, default_k: int | None = None) -> list[Question | 
             item = parse_line(number, line)
             if isinstance(item, Question) and item.k is None and default_k is not None:
                 item = replace(item, k=default_k)
+            if isinstance(item, Question) and item.scope is None and default_scope is not None:
+                item = replace(item, scope=default_scope)
             items.append(item)
     return items
 
@@ -148,7 +157,22 @@ def parse_line(number: int, line: bytes | str) -> Question | BadLine:
     k = value.get("k")
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K):
         return BadLine(number, f"k must be a whole number from 1 to {MAX_K}", ident)
-    return Question(number, question.strip(), ident, k)
+    scope = None
+    documents, tags = value.get("documents"), value.get("tags")
+    if documents is not None or tags is not None:
+        from ..index.scope import Scope, ScopeError
+
+        if not all(_strings(v) for v in (documents, tags)):
+            return BadLine(number, '"documents" and "tags" must be lists of strings', ident)
+        try:
+            scope = Scope.of(documents, tags)
+        except ScopeError as error:
+            return BadLine(number, str(error), ident)
+    return Question(number, question.strip(), ident, k, scope)
+
+
+def _strings(value: object) -> bool:
+    return value is None or (isinstance(value, list) and all(isinstance(v, str) for v in value))
 
 
 def answer_row(answer: Answer) -> dict[str, Any]:
@@ -176,11 +200,11 @@ def error_row(item: Question | BadLine, reason: str) -> dict[str, Any]:
 
 
 def answer_fields(
-    kb: KnowledgeBase, text: str, k: int | None, full: bool = False
+    kb: KnowledgeBase, text: str, k: int | None, full: bool = False, scope: Scope | None = None
 ) -> dict[str, Any]:
     """An output row's answer fields, or ``{"answer": Answer.to_dict()}`` when ``full``."""
     try:
-        answer = kb.ask(text, k)
+        answer = kb.ask(text, k, scope=scope)
         return {"answer": answer.to_dict()} if full else answer_row(answer)
     except KbqaError as error:
         return {"error": str(error)}
@@ -197,7 +221,7 @@ def answer_locally(
         if isinstance(item, BadLine):
             yield error_row(item, item.reason)
         else:
-            yield output_row(item, answer_fields(kb, item.text, item.k))
+            yield output_row(item, answer_fields(kb, item.text, item.k, scope=item.scope))
 
 
 def write_answers(rows: Iterable[dict[str, Any]], out: Path) -> BatchSummary:

@@ -61,7 +61,10 @@ def answer_on_ray(
 
         cpus, gpus = cluster_size()
         wanted = actors or (int(gpus) if gpus >= 1 else max(1, int(cpus)))
-        rows = [{"seq": seq, "question": q.text, "k": q.k or 0} for seq, q in enumerate(questions)]
+        rows = [
+            {"seq": seq, "question": q.text, "k": q.k or 0, "scope": _scope_json(q)}
+            for seq, q in enumerate(questions)
+        ]
         dataset = ray.data.from_items(rows, override_num_blocks=min(len(rows), 1000))
         dataset = actor_stage(
             dataset.map,
@@ -90,6 +93,12 @@ def answer_on_ray(
             for question in questions:
                 order.done(question, error_row(question, reason), replace=False)
     yield from order.ready()
+
+
+def _scope_json(question: Question) -> str:
+    """A question's scope as JSON text (Ray rows carry plain values)."""
+    scope = question.scope
+    return json.dumps({"documents": scope.documents, "tags": scope.tags} if scope else None)
 
 
 class _InOrder:
@@ -137,8 +146,12 @@ class AnswerQuestions:
             load()
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        from ..index.scope import Scope
+
         k = int(row["k"]) or None
-        result = answer_fields(self._kb, str(row["question"]), k, self._full)
+        scope = json.loads(row["scope"])
+        within = Scope.of(scope["documents"], scope["tags"]) if scope else None
+        result = answer_fields(self._kb, str(row["question"]), k, self._full, within)
         return {"seq": int(row["seq"]), "result": json.dumps(result, ensure_ascii=False)}
 
 

@@ -26,6 +26,7 @@ from .terminal import (
 )
 
 if TYPE_CHECKING:
+    from ..index.scope import Scope
     from ..qa.answer import Answer
     from ..qa.knowledge_base import KnowledgeBase
 
@@ -68,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         "embed its stored chunks again with the configured one first",
     )
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ingest.add_argument(
+        "--tag", action="append", default=[], help="tag every document read (repeatable)"
+    )
     _engine_arguments(ingest, "read, chunk and embed")
 
     ask = commands.add_parser("ask", parents=[common], help="answer one question (or a batch)")
@@ -86,9 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("query")
     search.add_argument("-k", type=_top_k, default=5, help=f"passages to show (1-{MAX_K})")
     search.add_argument("--json", action="store_true")
+    for scoped in (ask, chat, search):
+        _scope_arguments(scoped)
 
     docs = commands.add_parser("docs", parents=[common], help="list documents")
     docs.add_argument("--json", action="store_true")
+    docs.add_argument("--tag", help="only the documents with this tag")
+
+    tag = commands.add_parser("tag", parents=[common], help="tag a document (or --remove tags)")
+    tag.add_argument("document", help="file name, path or id prefix")
+    tag.add_argument("tags", nargs="+")
+    tag.add_argument("--remove", action="store_true", help="remove these tags instead")
 
     evaluate = commands.add_parser("eval", help="measure retrieval or answer quality")
     kinds = evaluate.add_subparsers(dest="kind", required=True)
@@ -128,6 +140,32 @@ def build_parser() -> argparse.ArgumentParser:
     remove = commands.add_parser("remove", parents=[common], help="remove documents")
     remove.add_argument("documents", nargs="+", help="file name, path or id prefix")
     return parser
+
+
+def _scope_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--doc",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="answer from this document only: name, path, id prefix or glob (repeatable)",
+    )
+    parser.add_argument(
+        "--tag", action="append", default=[], help="answer from documents with this tag"
+    )
+
+
+def _scope(args: argparse.Namespace) -> Scope | None:
+    """The scope ``--doc``/``--tag`` ask for; a --doc naming an existing file means its path."""
+    from ..index.scope import Scope
+
+    if not args.doc and not args.tag:
+        return None
+    documents = [
+        str(Path(d).expanduser().resolve()) if "/" in d and Path(d).expanduser().is_file() else d
+        for d in args.doc
+    ]
+    return Scope.of(documents, args.tag)
 
 
 def _style_argument(parser: argparse.ArgumentParser) -> None:
@@ -218,6 +256,7 @@ def _ingest(args: argparse.Namespace) -> int:
         progress=progress,
         on_outcome=report,
         engine=engine,
+        tags=args.tag,
     )
     say(result.summary())
     return EXIT_PARTIAL if result.failed else EXIT_OK
@@ -251,11 +290,12 @@ def _ask(args: argparse.Namespace) -> int:
     if args.batch or args.question is None or _engine_problem(args) or args.engine != "local":
         return _ask_batch(args)
     kb = _open(args)
+    scope = _scope(args)
     if args.json:
-        answer = kb.ask(args.question, args.k, style=args.answer_style)
+        answer = kb.ask(args.question, args.k, style=args.answer_style, scope=scope)
         print(json_text(answer.to_dict()))
         return EXIT_OK
-    stream_answer(kb, args.question, args.k, style=args.answer_style)
+    stream_answer(kb, args.question, args.k, style=args.answer_style, scope=scope)
     return EXIT_OK
 
 
@@ -290,6 +330,7 @@ def _ask_batch(args: argparse.Namespace) -> int:
         kb_folder=args.kb,
         answerer=answerer,
         default_k=args.k,
+        default_scope=_scope(args),
         progress=sys.stderr.isatty(),
     )
     say(f"{summary.text()}; written to {args.out}", file=sys.stderr)
@@ -300,7 +341,8 @@ def _chat(args: argparse.Namespace) -> int:
     from ..qa.followup import Turn
 
     kb = _open(args)
-    documents = kb.documents()
+    scope = _scope(args)
+    documents = kb.resolve_scope(scope)
     names = ", ".join(d.name for d in documents[:5]) + (", ..." if len(documents) > 5 else "")
     say(f"kbqa chat over {kb.folder} ({len(documents)} documents: {names})")
     say("Ask in Spanish or English. /sources shows the passages of the last answer; /quit leaves.")
@@ -324,13 +366,15 @@ def _chat(args: argparse.Namespace) -> int:
                 if quotes:
                     say(f"    quoted: {quotes}")
             continue
-        last = stream_answer(kb, question, None, style=args.answer_style, history=turns)
+        last = stream_answer(
+            kb, question, None, style=args.answer_style, history=turns, scope=scope
+        )
         turns.append(Turn(last.standalone or last.question, last.text))
 
 
 def _search(args: argparse.Namespace) -> int:
     kb = _open(args)
-    hits = kb.search(args.query, args.k)
+    hits = kb.search(args.query, args.k, scope=_scope(args))
     if args.json:
         print(json_text([dict(asdict(h.chunk), score=h.score) for h in hits]))
         return EXIT_OK
@@ -343,14 +387,26 @@ def _search(args: argparse.Namespace) -> int:
 
 def _docs(args: argparse.Namespace) -> int:
     kb = _open(args)
-    records = kb.documents()
+    records = kb.documents(tag=args.tag)
     if args.json:
         print(json_text([asdict(r) for r in records]))
         return EXIT_OK
     for r in records:
         ocr = f"  ({r.ocr_summary()})" if r.ocr_pages else ""  # pages read from pictures
-        say(f"{r.doc_id[:12]}  {r.pages:4d} p  {r.chunks:5d} chunks  {r.added_at}  {r.name}{ocr}")
-    say(f"{len(records)} documents in {kb.folder}")
+        tags = f"  [{', '.join(r.tags)}]" if r.tags else ""
+        say(
+            f"{r.doc_id[:12]}  {r.pages:4d} p  {r.chunks:5d} chunks  {r.added_at}  "
+            f"{r.name}{tags}{ocr}"
+        )
+    say(f"{len(records)} documents in {kb.folder}" + (f" tagged {args.tag}" if args.tag else ""))
+    return EXIT_OK
+
+
+def _tag(args: argparse.Namespace) -> int:
+    kb = _open(args)
+    change = kb.untag if args.remove else kb.tag
+    record = change(args.document, args.tags)
+    say(f"{record.name}: {', '.join(record.tags) or 'no tags'}")
     return EXIT_OK
 
 
@@ -421,6 +477,7 @@ _COMMANDS = {
     "chat": _chat,
     "search": _search,
     "docs": _docs,
+    "tag": _tag,
     "remove": _remove,
     "serve": _serve,
     "eval": _eval,

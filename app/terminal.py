@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
+    from ..index.scope import Scope
     from ..qa.answer import Answer
     from ..qa.followup import Turn
     from ..qa.knowledge_base import KnowledgeBase
@@ -49,13 +50,14 @@ def stream_answer(
     *,
     style: Style | None = None,
     history: Sequence[Turn] = (),
+    scope: Scope | None = None,
 ) -> Answer:
     """Print the answer as soon as it is known, then its verdict and sources; return it.
 
     ``history``: the conversation so far, so that a follow-up is read in it (the engine
     rewrites it; the question searched is printed when it differs).
     """
-    stream = kb.stream(question, k, style=style, history=history)
+    stream = kb.stream(question, k, style=style, history=history, scope=scope)
     for piece in stream:
         say(piece, end="", flush=True)
     say()

@@ -14,6 +14,7 @@ index and the chunk table always agree.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -70,7 +71,25 @@ CREATE TABLE IF NOT EXISTS ocr_pages (
     confidence REAL NOT NULL,
     PRIMARY KEY (doc_id, page)
 );
+-- Tags belong to the source, not the content hash: a re-ingested (changed) file keeps them.
+CREATE TABLE IF NOT EXISTS document_tags (
+    source TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (source, tag)
+);
 """
+# A scope of at most this many chunks is searched exactly from the stored float32
+# vectors (~30 MB at 384 dimensions) when the index is IVF-SQ8; larger ones through
+# FAISS with an ID selector (index/vectors.py).
+EXACT_SCOPE_ROWS = 20_000
+
+
+@dataclass(frozen=True)
+class ScopeRows:
+    """The stored chunks of a scope's documents: what retrieval may return."""
+
+    doc_ids: tuple[str, ...]
+    row_ids: np.ndarray  # int64, ascending
 
 
 @dataclass(frozen=True)
@@ -98,6 +117,7 @@ class KnowledgeBaseStore:
         self._writing = False
         self._vectors = self._empty_vectors()
         self._loaded_generation = -1
+        self._scope_vectors: tuple[tuple[int, bytes], np.ndarray, np.ndarray] | None = None
         self._refresh()
 
     # -- opening ---------------------------------------------------------
@@ -144,7 +164,12 @@ class KnowledgeBaseStore:
                 "SELECT doc_id, page, confidence FROM ocr_pages ORDER BY doc_id, page"
             ):
                 ocr.setdefault(doc_id, []).append(PageOcr(page, confidence))
-        return [_document(row, ocr.get(row[0], ())) for row in rows]
+            tags: dict[str, list[str]] = {}
+            for source, tag in self._db.execute(
+                "SELECT source, tag FROM document_tags ORDER BY source, tag"
+            ):
+                tags.setdefault(source, []).append(tag)
+        return [_document(row, ocr.get(row[0], ()), tags.get(row[1], ())) for row in rows]
 
     def document_by_source(self, source: str) -> DocumentRecord | None:
         return self._one_document("source = ?", source)
@@ -188,26 +213,76 @@ class KnowledgeBaseStore:
         with self.reading():
             return self._vectors.exact
 
-    def dense_ranking(self, query_vectors: np.ndarray, depth: int) -> list[list[int]]:
-        """Per query, the row ids of the ``depth`` nearest vectors (FAISS), nearest first."""
+    def rows_of(self, doc_ids: Sequence[str]) -> ScopeRows:
+        """The row ids of these documents' chunks (a resolved scope)."""
         with self.reading():
-            if len(self._vectors) == 0:
+            rows = self._db.execute(
+                "SELECT row_id FROM chunks WHERE doc_id IN (SELECT value FROM json_each(?)) "
+                "ORDER BY row_id",
+                (json.dumps(list(doc_ids)),),
+            ).fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        return ScopeRows(tuple(doc_ids), ids)
+
+    def dense_ranking(
+        self, query_vectors: np.ndarray, depth: int, within: ScopeRows | None = None
+    ) -> list[list[int]]:
+        """Per query, the row ids of the ``depth`` nearest vectors, nearest first.
+
+        ``within``: only that scope's chunks. A small scope on an approximate
+        (IVF-SQ8) index is searched exactly from the stored vectors; otherwise FAISS
+        searches with an ID selector (exact on a flat index).
+        """
+        with self.reading():
+            if len(self._vectors) == 0 or (within is not None and len(within.row_ids) == 0):
                 return [[] for _ in range(len(query_vectors))]
-            ids = self._vectors.search(query_vectors, depth)[1]
+            if within is None:
+                ids = self._vectors.search(query_vectors, depth)[1]
+            elif self._vectors.exact or len(within.row_ids) > EXACT_SCOPE_ROWS:
+                ids = self._vectors.search(query_vectors, depth, among=within.row_ids)[1]
+            else:
+                ids = self._exact_search(query_vectors, depth, within.row_ids)
         return [[int(i) for i in row if i >= 0] for row in ids]
 
-    def keyword_ranking(self, text: str, limit: int) -> list[int]:
+    def keyword_ranking(self, text: str, limit: int, within: ScopeRows | None = None) -> list[int]:
         """The row ids of the ``limit`` chunks FTS5 ranks best (BM25) for ``text``'s words."""
         query = keyword_query(text)
         if query is None:
             return []
+        restrict, params = "", [query]
+        if within is not None:
+            restrict = (
+                " AND rowid IN (SELECT row_id FROM chunks "
+                "WHERE doc_id IN (SELECT value FROM json_each(?)))"
+            )
+            params.append(json.dumps(list(within.doc_ids)))
         with self.reading():
             rows = self._db.execute(
-                "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? "
+                f"SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?{restrict} "
                 "ORDER BY bm25(chunks_fts) LIMIT ?",
-                (query, limit),
+                (*params, limit),
             ).fetchall()
         return [int(row[0]) for row in rows]
+
+    def _exact_search(
+        self, query_vectors: np.ndarray, depth: int, row_ids: np.ndarray
+    ) -> np.ndarray:
+        """Brute force over the scope's stored float32 vectors (kept for the next question)."""
+        key = (self._loaded_generation, row_ids.tobytes())
+        if self._scope_vectors is None or self._scope_vectors[0] != key:
+            dimension = self.manifest.embedding_dimension
+            rows = self._db.execute(
+                "SELECT row_id, vector FROM chunks WHERE row_id IN "
+                "(SELECT value FROM json_each(?)) ORDER BY row_id",
+                (json.dumps(row_ids.tolist()),),
+            ).fetchall()
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+            self._scope_vectors = (key, ids, matrix.reshape(len(rows), dimension))
+        _, ids, matrix = self._scope_vectors
+        scores = np.asarray(query_vectors, dtype=np.float32) @ matrix.T
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
+        return ids[order]
 
     def hits(self, row_ids: Sequence[int], query_vector: np.ndarray) -> list[Hit]:
         """The chunks with these row ids, in that order, scored by exact cosine.
@@ -332,10 +407,26 @@ class KnowledgeBaseStore:
             )
             if not doc_ids:
                 return False
+            self._db.execute(
+                "DELETE FROM document_tags WHERE source NOT IN (SELECT source FROM documents)"
+            )
             generation = self._bump_generation()
         self._vectors.remove(np.asarray(old_ids, dtype=np.int64))
         self._loaded_generation = generation
         return True
+
+    def change_tags(self, source: str, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
+        """Tag or untag the document stored from ``source`` (tags are checked by the caller)."""
+        self._require_writing()
+        with self._mutex, self._db:
+            self._db.executemany(
+                "DELETE FROM document_tags WHERE source = ? AND tag = ?",
+                [(source, tag) for tag in remove],
+            )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO document_tags (source, tag) VALUES (?, ?)",
+                [(source, tag) for tag in add],
+            )
 
     # -- internals -------------------------------------------------------
 
@@ -424,7 +515,13 @@ class KnowledgeBaseStore:
                     (row[0],),
                 )
             ]
-        return _document(row, ocr)
+            tags = [
+                tag
+                for (tag,) in self._db.execute(
+                    "SELECT tag FROM document_tags WHERE source = ? ORDER BY tag", (row[1],)
+                )
+            ]
+        return _document(row, ocr, tags)
 
     def _refresh(self) -> None:
         """Bring the in-memory vectors up to the database's generation."""
@@ -526,10 +623,12 @@ _CHUNK_COLUMNS = (
 )
 
 
-def _document(row: tuple, ocr_pages: Sequence[PageOcr] = ()) -> DocumentRecord:
+def _document(
+    row: tuple, ocr_pages: Sequence[PageOcr] = (), tags: Sequence[str] = ()
+) -> DocumentRecord:
     doc_id, source, name, fmt, title, pages, chunks, size, added = row
     return DocumentRecord(
-        doc_id, source, name, fmt, pages, chunks, size, added, title, tuple(ocr_pages)
+        doc_id, source, name, fmt, pages, chunks, size, added, title, tuple(ocr_pages), tuple(tags)
     )
 
 

@@ -232,14 +232,19 @@ class VectorIndex:
         self.layout = layout
         self._gpu = None
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, among: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Scores and ids, both shaped (queries, k); missing hits have id -1.
 
         IVF-SQ8 scores are approximate (8-bit codes); callers needing exact
-        cosines re-score from the original vectors.
+        cosines re-score from the original vectors. ``among``: search only these
+        ids (a scope), on the CPU index (FAISS selectors do not run on a GPU).
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         k = max(1, min(k, len(self) or 1))
+        if among is not None:
+            return self._search_among(queries, k, np.asarray(among, dtype=np.int64))
         gpu = self._gpu_index()
         if gpu is None:
             scores, ids = self._cpu.search(queries, k)
@@ -248,6 +253,32 @@ class VectorIndex:
         if self._gpu_ids is None:  # IVF on the GPU keeps the ids itself
             return scores, found
         ids = np.where(found >= 0, self._gpu_ids[np.maximum(found, 0)], -1)
+        return scores, ids
+
+    def _search_among(
+        self, queries: np.ndarray, k: int, among: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Search restricted to ``among`` with a FAISS ID selector.
+
+        Flat: exact. IVF: the lists probed grow with the share of the index outside
+        the scope (``nprobe · total / len(among)``, so about as many scope vectors are
+        scored as an unscoped search scores), and a query still short of ``k``
+        results is searched again over every list.
+        """
+        faiss = _faiss()
+        k = max(1, min(k, len(among)))
+        selector = faiss.IDSelectorBatch(among)
+        if self.layout.kind == "flat":
+            return self._cpu.search(queries, k, params=faiss.SearchParameters(sel=selector))
+        nlist = self.layout.nlist
+        share = len(self) / max(1, len(among))
+        nprobe = min(nlist, max(self.layout.nprobe, math.ceil(self.layout.nprobe * share)))
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+        scores, ids = self._cpu.search(queries, k, params=params)
+        short = (ids < 0).any(axis=1)
+        if short.any() and nprobe < nlist:
+            every = faiss.SearchParametersIVF(sel=selector, nprobe=nlist)
+            scores[short], ids[short] = self._cpu.search(queries[short], k, params=every)
         return scores, ids
 
     def _stored_batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -99,6 +99,7 @@ class DocumentRecord:
     added_at: str
     title: str | None = None
     ocr_pages: tuple[PageOcr, ...] = ()  # pages read by OCR; the others by their text
+    tags: tuple[str, ...] = ()  # given by the user (`kbqa tag`, `ingest --tag`)
 
     def ocr_summary(self) -> str:
         """``OCR p. 1-3, 5 of 6, confidence 91 % (lowest 70 %, p. 3)``; ``""`` without OCR."""

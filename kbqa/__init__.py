@@ -29,6 +29,8 @@ _EXPORTS = {
     "KnowledgeBase": ".qa.knowledge_base",
     "KnowledgeBaseError": ".errors",
     "ModelError": ".errors",
+    "Scope": ".index.scope",
+    "ScopeError": ".index.scope",
     "Settings": ".settings",
     "Timings": ".qa.answer",
     "load_settings": ".settings",
@@ -36,7 +38,7 @@ _EXPORTS = {
 __all__ = [
     "Answer", "AnswerStream", "Chunk", "Citation", "DocumentRecord", "FileOutcome", "Hit",
     "IngestError", "IngestReport", "KbqaError", "KnowledgeBase", "KnowledgeBaseError",
-    "ModelError", "Settings", "Timings", "load_settings",
+    "ModelError", "Scope", "ScopeError", "Settings", "Timings", "load_settings",
 ]  # fmt: skip
 
 
@@ -50,6 +52,7 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from .errors import IngestError, KbqaError, KnowledgeBaseError, ModelError
+    from .index.scope import Scope, ScopeError
     from .index.store import Hit
     from .ingest.types import Chunk, DocumentRecord, FileOutcome, IngestReport
     from .qa.answer import Answer, Citation, Timings

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import KbqaError, KnowledgeBaseError
 from ..index.manifest import Manifest
+from ..index.scope import MAX_TAGS_PER_DOCUMENT, Scope, ScopeError, resolve, valid_tag
 from ..index.store import Hit, KnowledgeBaseStore
 from ..ingest.chunking import ChunkerSettings
 from ..ingest.limits import ParseLimits
@@ -120,24 +121,32 @@ class KnowledgeBase:
         progress: bool = False,
         on_outcome: Callable[[FileOutcome], None] | None = None,
         engine: IngestEngine | None = None,
+        tags: Sequence[str] = (),
     ) -> IngestReport:
         """Ingest files and folders; with ``sync``, drop documents whose files are gone.
 
         ``engine`` reads, chunks and embeds (default: here, ``ingest_files``; on a Ray
         cluster: ``kbqa.ingest.distributed.RayIngest``); this process stores.
+        ``tags``: given to every document read (added, updated or unchanged).
         """
+        checked = [valid_tag(t) for t in tags]  # before reading anything
         files, missing = walk(paths)
         roots = [Path(p) for p in paths if Path(p).is_dir()] if sync else []
         report = self._ingest(files, password, progress, on_outcome, roots, engine)
         for outcome in missing:
             if on_outcome:
                 on_outcome(outcome)
+        self._tag_outcomes(report.outcomes, checked)
         return IngestReport(tuple(missing) + report.outcomes, report.seconds)
 
-    def add_bytes(self, name: str, data: bytes, *, password: str | None = None) -> FileOutcome:
+    def add_bytes(
+        self, name: str, data: bytes, *, password: str | None = None, tags: Sequence[str] = ()
+    ) -> FileOutcome:
         """Ingest an uploaded file. ``name`` is only a label, never a path."""
+        checked = [valid_tag(t) for t in tags]
         safe = safe_upload_name(name)
         report = self._ingest([InputFile(f"upload:{safe}", data=data)], password, False, None, [])
+        self._tag_outcomes(report.outcomes, checked)
         return report.outcomes[0]
 
     def add_texts(
@@ -156,8 +165,32 @@ class KnowledgeBase:
             store.remove_document(record.doc_id)
         return record
 
-    def documents(self) -> list[DocumentRecord]:
-        return self._store.documents() if self._store else []
+    def documents(self, tag: str | None = None) -> list[DocumentRecord]:
+        """Every stored document, or those carrying ``tag`` (case-insensitive)."""
+        records = self._store.documents() if self._store else []
+        if tag is None:
+            return records
+        folded = valid_tag(tag).casefold()
+        return [r for r in records if folded in {t.casefold() for t in r.tags}]
+
+    def tag(self, document: str, tags: Sequence[str]) -> DocumentRecord:
+        """Add tags to one document (named as for ``remove``); returns it as stored now."""
+        return self._change_tags(document, add=[valid_tag(t) for t in tags])
+
+    def untag(self, document: str, tags: Sequence[str]) -> DocumentRecord:
+        return self._change_tags(document, remove=[valid_tag(t) for t in tags])
+
+    def tags(self) -> dict[str, int]:
+        """Each tag and how many documents carry it, by name."""
+        counts: dict[str, int] = {}
+        for record in self.documents():
+            for tag in record.tags:
+                counts[tag] = counts.get(tag, 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: item[0].casefold()))
+
+    def resolve_scope(self, scope: Scope | None) -> list[DocumentRecord]:
+        """The documents a scope matches (ScopeError naming an entry that matches none)."""
+        return resolve(scope or Scope(), self.documents())
 
     def find_document(self, document: str) -> DocumentRecord:
         records = self.documents()
@@ -178,14 +211,22 @@ class KnowledgeBase:
 
     # -- retrieval and answers -------------------------------------------
 
-    def search(self, query: str, k: int | None = None) -> list[Hit]:
-        return self.search_many([query], k)[0]
+    def search(self, query: str, k: int | None = None, *, scope: Scope | None = None) -> list[Hit]:
+        return self.search_many([query], k, scope=scope)[0]
 
-    def search_many(self, queries: Sequence[str], k: int | None = None) -> list[list[Hit]]:
+    def search_many(
+        self, queries: Sequence[str], k: int | None = None, *, scope: Scope | None = None
+    ) -> list[list[Hit]]:
+        """The ``k`` best passages per query; with ``scope``, from its documents only."""
+        within = None
+        if scope is not None and not scope.is_everything():
+            chosen = self.resolve_scope(scope)
+            if self._store is not None:
+                within = self._store.rows_of([r.doc_id for r in chosen])
         if self._store is None or self._store.vector_count() == 0:
             return [[] for _ in queries]
         retriever = make_retriever(self.answer_options.retrieval, self._store, self.embedder)
-        return retriever.retrieve(list(queries), k or self.answer_options.top_k)
+        return retriever.retrieve(list(queries), k or self.answer_options.top_k, within)
 
     def ask(
         self,
@@ -194,9 +235,10 @@ class KnowledgeBase:
         *,
         style: Style | None = None,
         history: Sequence[Turn] = (),
+        scope: Scope | None = None,
     ) -> Answer:
         """A cited answer, or a refusal saying the documents do not hold one."""
-        return self.stream(question, k, style=style, history=history).answer
+        return self.stream(question, k, style=style, history=history, scope=scope).answer
 
     def stream(
         self,
@@ -205,26 +247,56 @@ class KnowledgeBase:
         *,
         style: Style | None = None,
         history: Sequence[Turn] = (),
+        scope: Scope | None = None,
     ) -> AnswerStream:
         """Iterate for the answer's text as soon as it is known; then read ``.answer``.
 
         ``style``: ``evidence`` (the sentences that answer, verbatim), ``short`` or
         ``sentence`` (default: the settings'); ``history``: earlier turns, so that a
-        follow-up question is read in context.
+        follow-up question is read in context; ``scope``: the documents it may use
+        (checked here, so a bad entry fails before the stream starts).
         """
-        return AnswerStream(self, question, k or self.answer_options.top_k, style, history)
+        if scope is not None:
+            self.resolve_scope(scope)
+        return AnswerStream(self, question, k or self.answer_options.top_k, style, history, scope)
 
-    def as_retriever(self, k: int | None = None) -> KnowledgeBaseRetriever:
+    def as_retriever(
+        self, k: int | None = None, scope: Scope | None = None
+    ) -> KnowledgeBaseRetriever:
         """A LangChain retriever over this knowledge base (``qa/langchain_retriever.py``)."""
         from .langchain_retriever import KnowledgeBaseRetriever
 
-        return KnowledgeBaseRetriever(knowledge_base=self, k=k)
+        return KnowledgeBaseRetriever(knowledge_base=self, k=k, scope=scope)
 
     def close(self) -> None:
         if self._store:
             self._store.close()
 
     # -- internals -------------------------------------------------------
+
+    def _change_tags(
+        self, document: str, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> DocumentRecord:
+        record = self.find_document(document)
+        if len(set(record.tags) | set(add)) > MAX_TAGS_PER_DOCUMENT:
+            raise ScopeError(f"{record.name}: at most {MAX_TAGS_PER_DOCUMENT} tags per document")
+        store = self._require_store()
+        with store.writing():
+            store.change_tags(record.source, add, remove)
+        return store.document_by_id(record.doc_id) or record
+
+    def _tag_outcomes(self, outcomes: Sequence[FileOutcome], tags: Sequence[str]) -> None:
+        if not tags or self._store is None:
+            return
+        store = self._store
+        kept = ("added", "updated", "unchanged")
+        # By id: a file whose content is stored under another name tags that document.
+        records = [
+            store.document_by_id(o.doc_id) for o in outcomes if o.doc_id and o.status in kept
+        ]
+        with store.writing():
+            for source in {r.source for r in records if r is not None}:
+                store.change_tags(source, tags)
 
     def _ingest(
         self,

@@ -30,11 +30,13 @@ class KnowledgeBaseRetriever(BaseRetriever):
 
     knowledge_base: Any  # a kbqa KnowledgeBase (Any: pydantic need not know the class)
     k: int | None = Field(default=None, ge=1, le=100)  # None: the knowledge base's top_k
+    scope: Any = None  # a kbqa Scope: only its documents are searched; None: all
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
     ) -> list[Document]:
-        return [to_document(hit) for hit in self.knowledge_base.search(query, self.k)]
+        hits = self.knowledge_base.search(query, self.k, scope=self.scope)
+        return [to_document(hit) for hit in hits]
 
 
 def to_document(hit: Hit) -> Document:

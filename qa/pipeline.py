@@ -27,9 +27,10 @@ from .evidence import select_evidence
 from .followup import Turn, rewrite_followup
 from .options import Style
 from .prompting import REFUSALS, detect_language
-from .verify import verify
+from .verify import evidence_answer, verify
 
 if TYPE_CHECKING:
+    from ..index.scope import Scope
     from .knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -54,12 +55,17 @@ class AnswerStream:
         k: int,
         style: Style | None = None,
         history: Sequence[Turn] = (),
+        scope: Scope | None = None,
     ) -> None:
         self._kb = kb
         self.question = question
         self._k = k
         self._style: Style = style or kb.answer_options.answer_style
         self._history = tuple(history)
+        self.scope = scope
+        # The evidence, with its [n] markers, once it is chosen and judged answerable and
+        # before any model runs: a front door may show it while the model drafts.
+        self.evidence_text: str | None = None
         self._answer: Answer | None = None
         self._iterator = self._run()
 
@@ -81,7 +87,7 @@ class AnswerStream:
         if self._history:
             standalone = rewrite_followup(self.question, self._history, kb.generator).standalone
         language = detect_language(self.question)
-        hits = kb.search(standalone, self._k)
+        hits = kb.search(standalone, self._k, scope=self.scope)
         retrieve_s = time.perf_counter() - started
         evidence = select_evidence(
             standalone, hits, kb.embedder, filter_instructions=options.instruction_filter
@@ -99,6 +105,7 @@ class AnswerStream:
                 standalone=standalone,
             )  # fmt: skip
             return
+        self.evidence_text = evidence_answer(evidence).text
         drafting = draft_pieces(
             evidence, self._style, kb.generator, language, options.max_new_tokens
         )

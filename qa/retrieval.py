@@ -23,7 +23,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from ..index.store import Hit, KnowledgeBaseStore
+from ..index.store import Hit, KnowledgeBaseStore, ScopeRows
 from ..models.embedder import Embedder
 
 Mode = Literal["hybrid", "dense", "keyword"]
@@ -40,9 +40,15 @@ RRF_K = 60
 
 
 class Retriever(Protocol):
-    """Finds the ``k`` best chunks for each question, best first."""
+    """Finds the ``k`` best chunks for each question, best first.
 
-    def retrieve(self, questions: Sequence[str], k: int) -> list[list[Hit]]: ...
+    ``within``: a resolved scope; only its chunks are searched (never the whole
+    index filtered afterwards, which would return fewer than ``k``).
+    """
+
+    def retrieve(
+        self, questions: Sequence[str], k: int, within: ScopeRows | None = None
+    ) -> list[list[Hit]]: ...
 
 
 def make_retriever(mode: str, store: KnowledgeBaseStore, embedder: Embedder) -> Retriever:
@@ -72,8 +78,10 @@ class DenseRetriever:
     store: KnowledgeBaseStore
     embedder: Embedder
 
-    def retrieve(self, questions: Sequence[str], k: int) -> list[list[Hit]]:
-        return dense_search(self.store, query_vectors(self.embedder, list(questions)), k)
+    def retrieve(
+        self, questions: Sequence[str], k: int, within: ScopeRows | None = None
+    ) -> list[list[Hit]]:
+        return dense_search(self.store, query_vectors(self.embedder, list(questions)), k, within)
 
 
 @dataclass(frozen=True)
@@ -83,12 +91,14 @@ class KeywordRetriever:
     store: KnowledgeBaseStore
     embedder: Embedder
 
-    def retrieve(self, questions: Sequence[str], k: int) -> list[list[Hit]]:
+    def retrieve(
+        self, questions: Sequence[str], k: int, within: ScopeRows | None = None
+    ) -> list[list[Hit]]:
         questions = list(questions)
         vectors = query_vectors(self.embedder, questions)
         with self.store.reading():
             return [
-                self.store.hits(self.store.keyword_ranking(question, k), vector)
+                self.store.hits(self.store.keyword_ranking(question, k, within), vector)
                 for question, vector in zip(questions, vectors, strict=True)
             ]
 
@@ -101,15 +111,18 @@ class HybridRetriever:
     embedder: Embedder
     fuse: Fusion = reciprocal_rank_fusion
 
-    def retrieve(self, questions: Sequence[str], k: int) -> list[list[Hit]]:
+    def retrieve(
+        self, questions: Sequence[str], k: int, within: ScopeRows | None = None
+    ) -> list[list[Hit]]:
         questions = list(questions)
         vectors = query_vectors(self.embedder, questions)
         depth = HYBRID_CANDIDATES * k
         with self.store.reading():
-            dense = self.store.dense_ranking(vectors, depth)
+            dense = self.store.dense_ranking(vectors, depth, within)
             return [
                 self.store.hits(
-                    self.fuse([ranking, self.store.keyword_ranking(question, depth)])[:k], vector
+                    self.fuse([ranking, self.store.keyword_ranking(question, depth, within)])[:k],
+                    vector,
                 )
                 for question, vector, ranking in zip(questions, vectors, dense, strict=True)
             ]
@@ -144,11 +157,16 @@ class _QueryVectors:
 query_vectors = _QueryVectors()
 
 
-def dense_search(store: KnowledgeBaseStore, query_vectors: np.ndarray, k: int) -> list[list[Hit]]:
+def dense_search(
+    store: KnowledgeBaseStore,
+    query_vectors: np.ndarray,
+    k: int,
+    within: ScopeRows | None = None,
+) -> list[list[Hit]]:
     """The ``k`` chunks nearest each query vector, by exact cosine, best first."""
     with store.reading():
         depth = k if store.vectors_are_exact() else APPROXIMATE_RERANK * k
-        rankings = store.dense_ranking(query_vectors, depth)
+        rankings = store.dense_ranking(query_vectors, depth, within)
         return [
             by_score(store.hits(ranking, vector))[:k]
             for ranking, vector in zip(rankings, query_vectors, strict=True)

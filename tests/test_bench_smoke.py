@@ -35,6 +35,7 @@ class Smoke:
 
 SMOKES = {
     "search": Smoke(("runs", "faiss")),
+    "scoped_search": Smoke(("rows", "index", "exact_scope_rows")),
     "scale": Smoke(("ingest", "index", "nodes")),
     "hostile": Smoke(("ingest", "walking", "pictures", "linearity")),
     "near_miss": Smoke(("swaps", "squad_file"), may_skip="shared data"),

@@ -139,3 +139,72 @@ def test_eval_compare_prints_the_paired_difference(
     f1_line = next(line for line in out.splitlines() if line.strip().startswith("f1"))
     assert "+60.0000" in f1_line and "differs" in f1_line
     assert cli.main(["eval", "compare", str(first), str(tmp_path / "missing.json")]) == 1
+
+
+TARSIA = "La capital de Freedonia es Tarsia. Tarsia tiene un puerto antiguo."
+MOLVANIA = "La capital de Freedonia es Molvania. Molvania está junto a un lago."
+
+
+def test_tags_and_scopes_from_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kb = make_kb(tmp_path / "kb")
+    monkeypatch.setattr(cli, "_open", lambda args, create=False: kb)
+    (tmp_path / "tarsia.txt").write_text(TARSIA)
+    (tmp_path / "molvania.txt").write_text(MOLVANIA)
+    assert cli.main(["ingest", str(tmp_path / "tarsia.txt"), "--tag", "atlas"]) == cli.EXIT_OK
+    assert cli.main(["ingest", str(tmp_path / "molvania.txt")]) == cli.EXIT_OK
+    assert cli.main(["tag", "molvania.txt", "mapas", "viejo"]) == cli.EXIT_OK
+    assert cli.main(["tag", "molvania.txt", "viejo", "--remove"]) == cli.EXIT_OK
+    capsys.readouterr()
+    assert cli.main(["docs", "--tag", "mapas"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "molvania.txt  [mapas]" in out and "tarsia.txt" not in out
+    question = "¿Cuál es la capital de Freedonia?"
+    assert cli.main(["ask", question, "--tag", "atlas"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "Tarsia" in out and "Molvania" not in out
+    assert cli.main(["search", "capital", "--doc", str(tmp_path / "molvania.txt")]) == 0
+    out = capsys.readouterr().out
+    assert "molvania.txt" in out and "tarsia.txt" not in out
+    assert cli.main(["ask", question, "--doc", "nowhere*.pdf"]) == cli.EXIT_ERROR
+    assert "no document matches 'nowhere*.pdf'" in capsys.readouterr().err
+    assert cli.main(["tag", "molvania.txt", "bad/tag"]) == cli.EXIT_ERROR
+    batch = tmp_path / "questions.jsonl"
+    batch.write_text(
+        json.dumps({"question": question, "documents": ["molvania.txt"]})
+        + "\n"
+        + json.dumps({"question": question, "tags": "atlas"})
+        + "\n"
+        + json.dumps(question)
+        + "\n"
+    )
+    out_file = tmp_path / "answers.jsonl"
+    monkeypatch.setattr("kbqa.qa.knowledge_base.KnowledgeBase.open", lambda *a, **k: kb)
+    monkeypatch.setattr("kbqa.index.store.KnowledgeBaseStore.exists", lambda folder: True)
+    code = cli.main(["ask", "--batch", str(batch), "--out", str(out_file), "--tag", "atlas"])
+    assert code == cli.EXIT_PARTIAL  # the second line is not a list of tags
+    rows = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert "Molvania" in rows[0]["answer"] and "Tarsia" not in rows[0]["answer"]
+    assert "lists of strings" in rows[1]["error"]
+    assert "Tarsia" in rows[2]["answer"] and "Molvania" not in rows[2]["answer"]  # --tag atlas
+
+
+@pytest.mark.slow
+def test_a_scoped_question_through_the_real_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "tarsia.txt").write_text(TARSIA)
+    (folder / "molvania.txt").write_text(MOLVANIA)
+    kb = str(tmp_path / "kb")
+    assert cli.main(["ingest", str(folder), "--kb", kb, "--no-progress"]) == cli.EXIT_OK
+    question = "¿Cuál es la capital de Freedonia?"
+    for chosen, other in (("tarsia.txt", "Tarsia"), ("molvania.txt", "Molvania")):
+        capsys.readouterr()
+        assert cli.main(["ask", question, "--kb", kb, "--doc", chosen, "--json"]) == 0
+        answer = json.loads(capsys.readouterr().out)
+        assert not answer["refused"]
+        assert {c["source"].rsplit("/", 1)[-1] for c in answer["citations"]} == {chosen}
+        assert other in answer["text"]

@@ -106,13 +106,13 @@ def test_depths_hybrid_fuses_4k_of_each_and_approximate_dense_fetches_2k(
     asked: list[tuple[str, int]] = []
     dense_ranking, keyword_ranking = store.dense_ranking, store.keyword_ranking
 
-    def dense(vectors: Any, depth: int) -> Any:
+    def dense(vectors: Any, depth: int, within: Any = None) -> Any:
         asked.append(("dense", depth))
-        return dense_ranking(vectors, depth)
+        return dense_ranking(vectors, depth, within)
 
-    def keyword(texts: Any, depth: int) -> Any:
+    def keyword(texts: Any, depth: int, within: Any = None) -> Any:
         asked.append(("keyword", depth))
-        return keyword_ranking(texts, depth)
+        return keyword_ranking(texts, depth, within)
 
     monkeypatch.setattr(store, "dense_ranking", dense)
     monkeypatch.setattr(store, "keyword_ranking", keyword)
@@ -144,9 +144,10 @@ def test_any_object_with_retrieve_is_a_retriever(kb) -> None:
         def __init__(self, inner: Retriever) -> None:
             self.inner = inner
 
-        def retrieve(self, questions, k):
+        def retrieve(self, questions, k, within=None):
             return [
-                sorted(hits, key=lambda h: -h.score) for hits in self.inner.retrieve(questions, k)
+                sorted(hits, key=lambda h: -h.score)
+                for hits in self.inner.retrieve(questions, k, within)
             ]
 
     retriever: Retriever = Reranked(make_retriever("hybrid", kb._store, kb.embedder))
