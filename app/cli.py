@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..qa.options import STYLES  # light: no model or index imports
+from .cli_documents import documents_command
 from .runtime import configure_runtime
 from .terminal import (
     EXIT_ERROR,
@@ -19,7 +20,6 @@ from .terminal import (
     EXIT_PARTIAL,
     EXIT_USAGE,
     json_text,
-    quoted,
     say,
     snippet,
     stream_answer,
@@ -27,7 +27,6 @@ from .terminal import (
 
 if TYPE_CHECKING:
     from ..index.scope import Scope
-    from ..qa.answer import Answer
     from ..qa.knowledge_base import KnowledgeBase
 
 MAX_K = 100  # as Settings.top_k
@@ -85,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat = commands.add_parser("chat", parents=[common], help="interactive chat in the terminal")
     _style_argument(chat)
+    chat.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        metavar="ID",
+        help="go on with the latest conversation (or the one whose id starts with ID)",
+    )
 
     search = commands.add_parser("search", parents=[common], help="nearest passages, no LLM")
     search.add_argument("query")
@@ -338,38 +344,9 @@ def _ask_batch(args: argparse.Namespace) -> int:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from ..qa.followup import Turn
+    from .cli_chat import run_chat
 
-    kb = _open(args)
-    scope = _scope(args)
-    documents = kb.resolve_scope(scope)
-    names = ", ".join(d.name for d in documents[:5]) + (", ..." if len(documents) > 5 else "")
-    say(f"kbqa chat over {kb.folder} ({len(documents)} documents: {names})")
-    say("Ask in Spanish or English. /sources shows the passages of the last answer; /quit leaves.")
-    last: Answer | None = None
-    turns: list[Turn] = []  # the conversation so far: follow-ups are read in it
-    while True:
-        try:
-            question = input("\n> ").strip()
-        except EOFError:
-            say()
-            return EXIT_OK
-        if not question:
-            continue
-        if question in ("/quit", "/exit"):
-            return EXIT_OK
-        if question == "/sources":
-            for passage in last.passages if last else []:
-                say(f"{passage.label()} (score {passage.score:.2f})")
-                say(f"    {snippet(passage.text, 300)}")
-                quotes = quoted(last, passage.number) if last else ""
-                if quotes:
-                    say(f"    quoted: {quotes}")
-            continue
-        last = stream_answer(
-            kb, question, None, style=args.answer_style, history=turns, scope=scope
-        )
-        turns.append(Turn(last.standalone or last.question, last.text))
+    return run_chat(_open(args), args.answer_style, _scope(args), args.resume)
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -385,44 +362,8 @@ def _search(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _docs(args: argparse.Namespace) -> int:
-    kb = _open(args)
-    records = kb.documents(tag=args.tag)
-    if args.json:
-        print(json_text([asdict(r) for r in records]))
-        return EXIT_OK
-    for r in records:
-        ocr = f"  ({r.ocr_summary()})" if r.ocr_pages else ""  # pages read from pictures
-        tags = f"  [{', '.join(r.tags)}]" if r.tags else ""
-        say(
-            f"{r.doc_id[:12]}  {r.pages:4d} p  {r.chunks:5d} chunks  {r.added_at}  "
-            f"{r.name}{tags}{ocr}"
-        )
-    say(f"{len(records)} documents in {kb.folder}" + (f" tagged {args.tag}" if args.tag else ""))
-    return EXIT_OK
-
-
-def _tag(args: argparse.Namespace) -> int:
-    kb = _open(args)
-    change = kb.untag if args.remove else kb.tag
-    record = change(args.document, args.tags)
-    say(f"{record.name}: {', '.join(record.tags) or 'no tags'}")
-    return EXIT_OK
-
-
-def _remove(args: argparse.Namespace) -> int:
-    from ..errors import KbqaError
-
-    kb = _open(args)
-    status = EXIT_OK
-    for document in args.documents:
-        try:
-            record = kb.remove(document)
-            say(f"removed: {record.name} ({record.doc_id[:12]}, {record.chunks} chunks)")
-        except KbqaError as error:
-            say(f"kbqa: error: {error}", file=sys.stderr)
-            status = EXIT_ERROR
-    return status
+def _documents(args: argparse.Namespace) -> int:
+    return documents_command(_open(args), args)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -476,9 +417,9 @@ _COMMANDS = {
     "ask": _ask,
     "chat": _chat,
     "search": _search,
-    "docs": _docs,
-    "tag": _tag,
-    "remove": _remove,
+    "docs": _documents,
+    "tag": _documents,
+    "remove": _documents,
     "serve": _serve,
     "eval": _eval,
     "api": _api,

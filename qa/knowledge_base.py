@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import KbqaError, KnowledgeBaseError
+from ..index.conversations import ConversationStore
 from ..index.manifest import Manifest
 from ..index.scope import MAX_TAGS_PER_DOCUMENT, Scope, ScopeError, resolve, valid_tag
-from ..index.store import Hit, KnowledgeBaseStore
+from ..index.store import DATABASE_NAME, Hit, KnowledgeBaseStore
 from ..ingest.chunking import ChunkerSettings
 from ..ingest.limits import ParseLimits
 from ..ingest.local import (
@@ -70,6 +71,7 @@ class KnowledgeBase:
         self._max_file_bytes = max_file_bytes
         self.limits = limits or ParseLimits()  # what reading one file may cost
         self._store: KnowledgeBaseStore | None = None
+        self._conversations: ConversationStore | None = None
         if KnowledgeBaseStore.exists(self.folder):
             self._store = KnowledgeBaseStore.open(self.folder)
             self._check_embedder(self._store.manifest)
@@ -137,6 +139,9 @@ class KnowledgeBase:
             if on_outcome:
                 on_outcome(outcome)
         self._tag_outcomes(report.outcomes, checked)
+        self._mark_removed(
+            [o.doc_id for o in report.outcomes if o.status == "removed" and o.doc_id]
+        )
         return IngestReport(tuple(missing) + report.outcomes, report.seconds)
 
     def add_bytes(
@@ -163,6 +168,7 @@ class KnowledgeBase:
         store = self._require_store()
         with store.writing():
             store.remove_document(record.doc_id)
+        self._mark_removed([record.doc_id])
         return record
 
     def documents(self, tag: str | None = None) -> list[DocumentRecord]:
@@ -268,7 +274,16 @@ class KnowledgeBase:
 
         return KnowledgeBaseRetriever(knowledge_base=self, k=k, scope=scope)
 
+    @property
+    def conversations(self) -> ConversationStore:
+        """The conversations kept with this knowledge base (in its SQLite database)."""
+        if self._conversations is None:
+            self._conversations = ConversationStore(self._require_store().folder / DATABASE_NAME)
+        return self._conversations
+
     def close(self) -> None:
+        if self._conversations:
+            self._conversations.close()
         if self._store:
             self._store.close()
 
@@ -284,6 +299,13 @@ class KnowledgeBase:
         with store.writing():
             store.change_tags(record.source, add, remove)
         return store.document_by_id(record.doc_id) or record
+
+    def _mark_removed(self, doc_ids: Sequence[str]) -> None:
+        """Old conversations show that these documents' citations point nowhere now."""
+        for doc_id in doc_ids:
+            marked = self.conversations.mark_document_removed(doc_id)
+            if marked:
+                log.info("%d citations of removed document %s marked", marked, doc_id[:12])
 
     def _tag_outcomes(self, outcomes: Sequence[FileOutcome], tags: Sequence[str]) -> None:
         if not tags or self._store is None:

@@ -8,6 +8,7 @@ all-MiniLM-L6-v2 and SmolLM2-135M, loaded once for the whole session.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -317,6 +318,73 @@ def test_kept_pdfs_are_named_by_content_and_pruned(tmp_path: Path) -> None:
     assert originals.prune(tmp_path, {source_id}) == 1 and not kept.exists()
 
 
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="Tesseract is not installed")
+def test_an_ocrd_image_is_kept_and_drawn_with_the_passage_marked(tmp_path: Path) -> None:
+    import hashlib
+    import io
+
+    from PIL import Image, ImageChops, ImageDraw, ImageFont
+
+    from kbqa.app.web import originals
+    from kbqa.app.web.chat import page_picture
+    from kbqa.app.web.pdfpage import Mark, render_page
+    from kbqa.ingest.readers import read_document
+    from kbqa.qa.answer import Citation
+
+    picture = Image.new("L", (900, 330), 255)
+    draw = ImageDraw.Draw(picture)
+    lines = ["Invoice 4711 from Tarsia", "Total due: 380 euros", "Paid by bank transfer"]
+    for n, line in enumerate(lines):
+        draw.text((30, 30 + 90 * n), line, font=ImageFont.load_default(34), fill=0)
+    png = io.BytesIO()
+    picture.save(png, format="PNG")
+    data = png.getvalue()
+    doc_id = hashlib.sha256(data).hexdigest()
+    text = read_document("invoice.png", data).sections[0].text  # as ingest reads it
+    start = text.index("Total due")
+    passage = text[start : start + len("Total due: 380 euros")]
+
+    # Kept by content, whatever the upload was called; found again for the citation.
+    kept = originals.keep_original(tmp_path, doc_id, data)
+    assert kept == tmp_path / "originals" / f"{doc_id}.image"
+    assert originals.keep_original(tmp_path, "f" * 64, b"plain text") is None
+    assert originals.find_original(tmp_path, "upload:invoice.png", doc_id) == kept
+
+    marked = render_page(kept, 1, passage, [Mark(start, start + len(passage), cited=True)])
+    plain = render_page(kept, 1, "", [])  # nothing to mark
+    assert marked.marked and not plain.marked and (marked.width, marked.height) == (900, 330)
+    box = ImageChops.difference(
+        Image.open(io.BytesIO(marked.png)).convert("RGB"),
+        Image.open(io.BytesIO(plain.png)).convert("RGB"),
+    ).getbbox()
+    assert box is not None and 90 < box[1] and box[3] < 240  # the second line, only
+    with pytest.raises(ValueError, match="picture 2 not in an image of 1"):
+        render_page(kept, 2, passage, [])
+
+    # The app's source card gets the cropped picture of the image, as for a PDF page.
+    cited = Citation(1, "c1", doc_id, "upload:invoice.png", 1, start, start + len(passage),
+                     passage, 0.8)  # fmt: skip
+    shown = page_picture(str(tmp_path), cited, [(0, len(passage))])
+    assert shown is not None and shown.startswith(b"\x89PNG")
+    assert originals.prune(tmp_path, set()) == 1 and not kept.exists()
+
+
+def test_an_image_over_the_pixel_limit_gets_no_picture(tmp_path: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    from kbqa.app.web.pdfpage import render_page
+    from kbqa.ingest.limits import ParseLimits
+
+    png = io.BytesIO()
+    Image.new("1", (3000, 3000)).save(png, format="PNG")  # 9 M pixels in a few kB
+    bomb = tmp_path / "bomb.image"
+    bomb.write_bytes(png.getvalue())
+    with pytest.raises(ValueError, match="1,000,000-pixel page picture limit"):
+        render_page(bomb, 1, "", [], limits=ParseLimits(max_page_pixels=1_000_000))
+
+
 def test_cited_span_is_the_sentence_the_answer_uses() -> None:
     from kbqa.app.web.highlight import cited_spans, passage_html, sentences_citing
 
@@ -424,6 +492,131 @@ def test_kbqa_kb_opens_the_given_folder(home: Path, tmp_path: Path, monkeypatch)
     assert str(elsewhere) in at.selectbox(key="kb_picker").options
 
 
+# -- kept conversations (no model: an empty knowledge base) -----------------------------
+
+FREEDONIA = "La capital de Freedonia es Molvania. Tiene un puerto en el sur."
+
+
+def _empty_kb(folder: Path) -> None:
+    """A knowledge base built for the app's embedder, with no document: nothing loads."""
+    from kbqa.index.manifest import Manifest
+    from kbqa.index.store import KnowledgeBaseStore
+    from kbqa.ingest.chunking import ChunkerSettings
+
+    manifest = Manifest("all-MiniLM-L6-v2", 384, ChunkerSettings())
+    KnowledgeBaseStore.create(folder, manifest).close()
+
+
+def _kept_turn(question: str, doc_id: str = "b" * 64, **changes: Any):
+    from kbqa.index.conversations import CitedPassage, ConversationTurn
+
+    name = "freedonia-b.txt"
+    cited = CitedPassage(
+        1, name, f"upload:{name}", doc_id, None, f"{doc_id[:8]}-1", FREEDONIA, ((0, 36),)
+    )
+    fields = {
+        "question": question,
+        "answer": "La capital de Freedonia es Molvania. [1]",
+        "citations": (cited,),
+        "documents": (doc_id,),
+        "scope_label": "document freedonia-b.txt",
+        "language": "es",
+    }
+    return ConversationTurn(**{**fields, **changes})
+
+
+def test_kept_conversations_are_listed_opened_renamed_exported_and_deleted(home: Path) -> None:
+    from kbqa.index.conversations import ConversationStore
+
+    kb = home / "default"
+    _empty_kb(kb)
+    store = ConversationStore(kb / "chunks.sqlite")
+    older = store.create("Older")
+    store.append_turn(older.id, _kept_turn("¿Dónde está el puerto?"))
+    freedonia = store.create("Freedonia [x](http://evil.example) <b>")
+    store.append_turn(freedonia.id, _kept_turn("¿Cuál es la capital de Freedonia?"))
+    follow_up = _kept_turn(
+        "¿y el puerto?", "c" * 64, documents=(), scope_label="", standalone="¿Dónde está el puerto?"
+    )
+    store.append_turn(freedonia.id, follow_up)
+    store.mark_document_removed("c" * 64)
+
+    at = start()
+    assert "**Conversations** · 2" in sidebar_texts(at)
+    listed = [b.label for b in at.sidebar.button if b.key and b.key.startswith("conversation-")]
+    # Newest first; a title is text in a Markdown label: its link and tag are escaped.
+    assert listed == ["Freedonia \\[x\\]\\(http\\://evil.example\\) \\<b\\>", "Older"]
+
+    at.button(key=f"conversation-{freedonia.id}").click().run()
+    assert not at.exception, at.exception
+    exchanges = at.session_state["chats"][str(kb)]
+    assert [e.question for e in exchanges] == ["¿Cuál es la capital de Freedonia?", "¿y el puerto?"]
+    assert at.session_state["open_conversation"][str(kb)] == freedonia.id
+    shown = texts(at)
+    assert '<div class="kbqa-answer">La capital de Freedonia es Molvania. <sup' in shown
+    assert '<mark class="kbqa-cited">La capital de Freedonia es Molvania.</mark>' in shown
+    assert shown.count("<b>freedonia-b.txt</b>") == 2
+    assert shown.count('<span class="kbqa-removed">(document removed)</span>') == 1
+    assert "within document freedonia\\-b.txt" in shown  # the scope it was asked in
+    assert "read as “¿Dónde está el puerto?”" in shown
+    assert len(at.chat_message) == 4
+    # The reopened answers are the history a follow-up is read in.
+    from kbqa.app.web.chat import history
+
+    assert [t.question for t in history(exchanges)] == [
+        "¿Cuál es la capital de Freedonia?",
+        "¿Dónde está el puerto?",
+    ]
+
+    # Rename: the title is cleaned (one line, no control characters).
+    title = next(t for t in at.text_input if t.label == "Title")
+    title.set_value("Capital\x00 de\nFreedonia")
+    next(b for b in at.button if b.label == "Rename").click()
+    at.run()
+    assert store.get(freedonia.id).title == "Capital de Freedonia"
+    assert at.button(key=f"conversation-{freedonia.id}").label == "Capital de Freedonia"
+
+    # Export: a download of the Markdown, named from the title, never a path.
+    (download,) = at.get("download_button")
+    assert download.proto.id.endswith(f"export-{freedonia.id}")
+    from kbqa.app.web.conversations import export_name
+
+    assert export_name("Capital de Freedonia") == "Capital-de-Freedonia"
+    assert export_name("¿Cuál es la capital?") == "Cual-es-la-capital"
+    assert export_name("../../etc/passwd") == "etc-passwd" and export_name("¿?") == "conversation"
+
+    # Delete, after a confirmation: gone from the list, the page starts over.
+    at.button(key=f"delete-conversation-{freedonia.id}").click().run()
+    at.button(key=f"really-delete-conversation-{freedonia.id}").click().run()
+    assert not at.exception, at.exception
+    assert [c.id for c in store.list()] == [older.id]
+    assert "**Conversations** · 1" in sidebar_texts(at) and len(at.chat_message) == 0
+    assert at.session_state["open_conversation"][str(kb)] is None
+
+
+def test_an_answer_kept_and_reopened_shows_the_same_citations_and_marks() -> None:
+    from kbqa.app.web.chat import Exchange
+    from kbqa.app.web.conversations import exchange_of, turn_of
+    from kbqa.app.web.highlight import highlight_spans
+    from kbqa.index.scope import Scope
+    from kbqa.qa.answer import Answer, Citation, Quote, Timings
+
+    cited = Citation(2, "b1", "b" * 64, "upload:b.txt", 3, 100, 100 + len(FREEDONIA),
+                     FREEDONIA, 0.7, "Capital")  # fmt: skip
+    quote = Quote(2, "b1", FREEDONIA[:36], 0, 36, 100, 136, 0, "La capital es Molvania.")
+    answer = Answer("¿Capital?", "Molvania [2].", (cited,), False, Timings(0.1, 0, None, 0.2),
+                    "es", (cited,), quotes=(quote,), style="short")  # fmt: skip
+    scope = Scope(documents=("b" * 64,))
+    asked = Exchange("¿Capital?", "kb", answer=answer, scope=scope, scope_label="document b.txt")
+    turn = turn_of(asked)
+    assert turn.citations[0].quotes == ((0, 36),) and turn.documents == ("b" * 64,)
+    again = exchange_of(turn, Path("kb"))
+    assert again.answer is not None and again.answer.citations == (cited,)
+    assert again.answer.text == "Molvania [2]." and again.answer.style == "short"
+    assert highlight_spans(again.answer, cited) == highlight_spans(answer, cited) == [(0, 36)]
+    assert again.scope_label == "document b.txt" and again.asked_at == ""  # set when stored
+
+
 # -- the flows with the real small models ---------------------------------------------
 
 
@@ -452,6 +645,29 @@ def test_upload_ask_sources_follow_up_and_delete(home: Path) -> None:
     assert "**Documents** · 2" in side and "introduccion" in side
     kb = current_kb(at)
     assert len(list((kb / "originals").glob("*.pdf"))) == 2  # kept for page pictures
+    assert "Answers may use: **all 2 documents**" in texts(at)
+
+    # Asked within one document: the header says so, and only its passages are used.
+    crazy = next(r for r in _documents(kb) if r.name == "crazyones.pdf")
+    within = at.multiselect(key=f"scope_documents::{kb}")
+    assert within.options == ["crazyones.pdf", "introduccion-a-los-llm.pdf"]  # labels; values: ids
+    within.set_value([crazy.doc_id]).run()
+    assert "Answers may use: **document crazyones.pdf**" in texts(at)
+    scoped = ask(at, "¿Cuántos parámetros tiene GPT-3?")
+    assert scoped.answer.passages and {p.name for p in scoped.answer.passages} == {"crazyones.pdf"}
+    assert scoped.answer.refused  # the chosen document does not say
+    at.multiselect(key=f"scope_documents::{kb}").set_value([]).run()
+    assert "Answers may use: **all 2 documents**" in texts(at)
+    # ... or within a tag (tags show once a document has one).
+    from kbqa.app.web import state
+
+    state.open_kb(kb, state.settings()).tag("introduccion-a-los-llm.pdf", ["llm"])
+    at.run()
+    at.multiselect(key=f"scope_tags::{kb}").set_value(["llm"]).run()
+    assert "Answers may use: **tag llm**" in texts(at)
+    tagged = ask(at, "Who are the crazy ones?")
+    assert {p.name for p in tagged.answer.passages} == {"introduccion-a-los-llm.pdf"}
+    at.multiselect(key=f"scope_tags::{kb}").set_value([]).run()
 
     # Spanish question, then a follow-up that only makes sense with the history.
     ask(at, "¿Cuántos parámetros tiene GPT-3?")
@@ -463,7 +679,15 @@ def test_upload_ask_sources_follow_up_and_delete(home: Path) -> None:
     assert "Jurassic-1" in follow.answer.passages[0].text
     assert at.main.expander[-1].label.endswith("· follow-up rewritten")
     assert f"Follow-up read as:</b> {follow.searched}" in texts(at)
-    assert len(at.chat_message) == 6  # the whole conversation is kept
+    assert len(at.chat_message) == 10  # the whole conversation is shown
+    # ... and kept in the knowledge base: every question, the scope it was asked in.
+    (kept,) = _conversations(kb).list()
+    assert kept.title == "Who are the crazy ones?" and kept.turn_count == 5
+    turns = _conversations(kb).get(kept.id).turns
+    assert turns[1].documents == (crazy.doc_id,) and turns[1].tags == ()
+    assert turns[1].scope_label == "document crazyones.pdf"
+    assert turns[2].documents == () and turns[2].tags == ("llm",) and turns[3].documents == ()
+    assert turns[4].standalone == follow.searched
 
     # Delete crazyones.pdf: gone from the list, from the kept files and from answers.
     record = next(r for r in _documents(kb) if r.name == "crazyones.pdf")
@@ -473,6 +697,8 @@ def test_upload_ask_sources_follow_up_and_delete(home: Path) -> None:
     side = sidebar_texts(at)
     assert "**Documents** · 1" in side and "crazyones.pdf" not in side.split("Documents")[-1]
     assert not (kb / "originals" / f"{record.doc_id}.pdf").exists()
+    first_turn = _conversations(kb).get(kept.id).turns[0]
+    assert [c.removed for c in first_turn.citations] == [True]  # shown "(document removed)"
     again = ask(at, "Who are the crazy ones?")
     assert all(p.name != "crazyones.pdf" for p in again.answer.passages)
 
@@ -488,9 +714,11 @@ def test_upload_ask_sources_follow_up_and_delete(home: Path) -> None:
     assert "The documents do not contain the answer." in texts(at)
     assert any(e.label == "Closest passages found · 3" for e in at.main.expander)
 
-    # The conversation starts over on demand.
+    # The conversation starts over on demand; the next question starts a new kept one.
     next(b for b in at.button if b.label == "New conversation").click().run()
     assert len(at.chat_message) == 0
+    ask(at, "¿Cuántos parámetros tiene GPT-3?")
+    assert [c.turn_count for c in _conversations(kb).list()] == [1, 7]
 
 
 @pytest.mark.slow
@@ -544,6 +772,12 @@ def _documents(kb: Path):
         return store.documents()
     finally:
         store.close()
+
+
+def _conversations(kb: Path):
+    from kbqa.index.conversations import ConversationStore
+
+    return ConversationStore(kb / "chunks.sqlite")
 
 
 def _tasks(kb: Path):

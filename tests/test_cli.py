@@ -141,6 +141,42 @@ def test_eval_compare_prints_the_paired_difference(
     assert cli.main(["eval", "compare", str(first), str(tmp_path / "missing.json")]) == 1
 
 
+def test_chat_is_kept_and_resumed_and_a_removed_document_is_marked(
+    models_kb, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("builtins.input", _typing(["How many parameters does GPT-3 have?"]))
+    assert cli.main(["chat"]) == cli.EXIT_OK
+    (kept,) = models_kb.conversations.list()
+    assert kept.title == "How many parameters does GPT-3 have?" and kept.turn_count == 1
+    capsys.readouterr()
+    monkeypatch.setattr("builtins.input", _typing(["and Jurassic-1?", "/quit"]))
+    assert cli.main(["chat", "--resume", kept.id[:6]]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "> How many parameters does GPT-3 have?\nGPT-3 from OpenAI has 175 billion" in out
+    assert "(read as: How many parameters does Jurassic-1 have?)" in out  # read in the old turn
+    conversation = models_kb.conversations.get(kept.id)
+    assert [t.question for t in conversation.turns][1] == "and Jurassic-1?"
+    assert conversation.turns[1].citations[0].quote.startswith("Jurassic-1 from AI21 Labs")
+    models_kb.remove("models.md")
+    cited = models_kb.conversations.get(kept.id).turns[0].citations
+    assert cited and all(c.removed for c in cited)
+    assert cli.main(["chat", "--resume", "nope"]) == cli.EXIT_ERROR
+    assert "no conversation matches 'nope'" in capsys.readouterr().err
+
+
+def _typing(lines: list[str]):
+    """``input`` that types ``lines``, then ends the input (EOF), as a closed terminal does."""
+    typed = iter(lines)
+
+    def type_next(prompt: str = "") -> str:
+        try:
+            return next(typed)
+        except StopIteration:
+            raise EOFError from None
+
+    return type_next
+
+
 TARSIA = "La capital de Freedonia es Tarsia. Tarsia tiene un puerto antiguo."
 MOLVANIA = "La capital de Freedonia es Molvania. Molvania está junto a un lago."
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import html
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
 
 from ...errors import KbqaError
+from ...index.conversation_markdown import REMOVED
+from ...index.scope import Scope
 from ...qa.answer import Answer, Citation
 from ...qa.citations import render_markers
 from ...qa.followup import Turn
@@ -37,6 +40,11 @@ class Exchange:
     answer: Answer | None = None
     error: str | None = None
     started: bool = False  # an answer run began; pending and started means it was cut short
+    scope: Scope | None = None  # the documents it may be answered from (None: all)
+    scope_label: str = ""  # the scope in words, as the header said when it was asked
+    asked_at: str = ""  # set for an exchange reopened from a kept conversation
+    removed: frozenset[str] = frozenset()  # documents cited then, deleted since
+    note: str | None = None  # e.g. why the answer could not be kept
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
@@ -77,6 +85,7 @@ class Asker:
     top_k: int
     rewrite_followups: bool
     style: Style | None = None  # the sidebar's answer style (None: the settings')
+    save: Callable[[Exchange], None] | None = None  # keeps each answered exchange
 
 
 def show_conversation(exchanges: list[Exchange], asker: Asker) -> None:
@@ -135,7 +144,11 @@ def _answer(slot, exchange: Exchange, earlier: list[Exchange], asker: Asker) -> 
                     else ":material/search: Searching the documents…"
                 )
                 stream = asker.kb.stream(
-                    exchange.question, asker.top_k, style=asker.style, history=turns
+                    exchange.question,
+                    asker.top_k,
+                    style=asker.style,
+                    history=turns,
+                    scope=exchange.scope,
                 )
                 text = ""
                 for piece in stream:
@@ -146,6 +159,8 @@ def _answer(slot, exchange: Exchange, earlier: list[Exchange], asker: Asker) -> 
                 exchange.answer = stream.answer
         except KbqaError as error:
             exchange.error = str(error)
+    if exchange.answer is not None and asker.save is not None:
+        asker.save(exchange)
     with slot.container():
         _finished(exchange, latest=True)
 
@@ -202,9 +217,11 @@ def source_card(citation: Citation, exchange: Exchange, highlight: bool, picture
     assert answer is not None
     where = f" · page {citation.page}" if citation.page is not None else ""
     section = f" · {html.escape(citation.heading)}" if citation.heading else ""
+    removed = citation.doc_id in exchange.removed
+    gone = f' <span class="kbqa-removed">{REMOVED}</span>' if removed else ""
     st.markdown(
         f'<div class="kbqa-source-head"><span class="kbqa-ref">[{citation.number}]</span> '
-        f"<b>{html.escape(citation.name)}</b>{where}{section}"
+        f"<b>{html.escape(citation.name)}</b>{where}{section}{gone}"
         f'<span class="kbqa-score" title="cosine similarity to the question">'
         f"score {citation.score:.2f}</span></div>",
         unsafe_allow_html=True,
@@ -213,7 +230,7 @@ def source_card(citation: Citation, exchange: Exchange, highlight: bool, picture
     # The answer's exact quotes from this passage (an estimate for answers without quotes).
     spans = highlight_spans(answer, citation, question) if highlight else []
     text = f'<div class="kbqa-passage">{passage_html(citation.text, spans)}</div>'
-    png = page_picture(exchange.kb, citation, spans) if picture else None
+    png = page_picture(exchange.kb, citation, spans) if picture and not removed else None
     if png is None:
         st.markdown(text, unsafe_allow_html=True)
         return
@@ -223,10 +240,10 @@ def source_card(citation: Citation, exchange: Exchange, highlight: bool, picture
 
 
 def page_picture(kb: str, citation: Citation, spans: list[tuple[int, int]]) -> bytes | None:
-    """The cited PDF page with the passage marked, or None (not a PDF, file gone)."""
+    """The cited PDF page or image with the passage marked, or None (no page, file gone)."""
     if citation.page is None:
         return None
-    pdf = originals.find_pdf(Path(kb), citation.source, citation.doc_id)
+    pdf = originals.find_original(Path(kb), citation.source, citation.doc_id)
     if pdf is None:
         return None
     marks = (Mark(citation.start, citation.end),) + tuple(
@@ -250,6 +267,11 @@ def details(exchange: Exchange) -> None:
     """Timings in the header; the rewritten question and every retrieval score inside."""
     answer = exchange.answer
     assert answer is not None
+    if exchange.note:
+        st.caption(f":orange[:material/warning:] {md_escape(exchange.note)}")
+    if exchange.asked_at:
+        kept_details(exchange)
+        return
     t = answer.timings
     parts = [f"{t.total_s:.1f} s"]
     if t.first_token_s is not None:
@@ -258,9 +280,16 @@ def details(exchange: Exchange) -> None:
     if answer.passages:
         parts.append(f"best score {max(p.score for p in answer.passages):.2f}")
     parts.append(f"{answer.style} style")
+    if exchange.scope is not None:
+        parts.append("within the chosen documents")
     if exchange.rewritten:
         parts.append("follow-up rewritten")
     with st.expander(" · ".join(parts), icon=":material/timer:", expanded=False):
+        if exchange.scope is not None:
+            st.markdown(
+                f"<div><b>Asked within:</b> {plain_html(exchange.scope_label)}</div>",
+                unsafe_allow_html=True,
+            )
         if exchange.rewritten:
             st.markdown(
                 f"<div><b>Follow-up read as:</b> {plain_html(exchange.searched)}</div>",
@@ -300,6 +329,20 @@ def details(exchange: Exchange) -> None:
             f"retrieval {t.retrieve_s * 1000:.0f} ms · prompt {t.prompt_tokens} tokens · "
             f"{t.generated_pieces} pieces generated · language {answer.language}"
         )
+
+
+def kept_details(exchange: Exchange) -> None:
+    """The line under a reopened answer: when it was asked, how, within what."""
+    from .sidebar import when
+
+    answer = exchange.answer
+    assert answer is not None
+    parts = [f"asked {when(exchange.asked_at)}", f"{answer.style} style"]
+    if exchange.scope_label:
+        parts.append(f"within {exchange.scope_label}")
+    if exchange.rewritten:
+        parts.append(f"read as “{exchange.searched}”")
+    st.caption(":material/history: " + md_escape(" · ".join(parts)))
 
 
 def md_escape(text: str) -> str:

@@ -226,8 +226,8 @@ class IngestQueue:
             log.exception("ingesting %s failed", task.name)
             self._finish(task_id, state="failed", reason=f"{type(error).__name__}: {error}")
             return
-        if outcome.status != "failed" and outcome.doc_id and task.name.lower().endswith(".pdf"):
-            originals.keep_pdf(kb.folder, outcome.doc_id, data, password)
+        if outcome.status != "failed" and outcome.doc_id:  # PDFs and images, for page pictures
+            originals.keep_original(kb.folder, outcome.doc_id, data, password)
         state: State = outcome.status if outcome.status in DONE else "failed"  # type: ignore[assignment]
         self._finish(
             task_id,

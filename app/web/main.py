@@ -16,7 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import streamlit as st  # noqa: E402 - after the offline switches
 
-from kbqa.app.web import chat, sidebar, state  # noqa: E402
+from kbqa.app.web import chat, conversations, scoping, sidebar, state  # noqa: E402
 from kbqa.app.web.style import CSS  # noqa: E402
 from kbqa.errors import KbqaError  # noqa: E402
 
@@ -41,6 +41,9 @@ def main() -> None:
             sidebar.upload(folder, config, models)
             sidebar.documents(kb, busy=queue.busy(folder))
             st.divider()
+            chosen = scoping.picker(kb, kb.documents())
+            kept = st.container()  # filled after the chat: this run's answer is kept by then
+            st.divider()
             sidebar.answer_style(kb)
             last_answer = st.container()  # filled once this run's answer is in
             sidebar.models_panel(config, kb, models)
@@ -49,25 +52,31 @@ def main() -> None:
     if kb is None:
         st.info("Pick another knowledge base in the sidebar, or create a new one.")
         return
-    _chat_page(folder, kb, models)
-    answered = [e.answer for e in chat.conversation(folder) if e.answer is not None]
+    _chat_page(folder, kb, models, chosen)
+    with kept:
+        conversations.panel(kb)
+    exchanges = chat.conversation(folder)
+    answered = [e.answer for e in exchanges if e.answer is not None and not e.asked_at]
     with last_answer:
         sidebar.last_answer_panel(answered[-1] if answered else None)
 
 
-def _chat_page(folder: Path, kb, models: state.Models) -> None:
+def _chat_page(folder: Path, kb, models: state.Models, chosen: scoping.Chosen) -> None:
     records = kb.documents()
     if records:
         models.warm_up()  # questions are coming: load the models while the user types
     exchanges = chat.conversation(folder)
     question = st.chat_input(
         "Ask a question about your documents (English or Spanish)…",
-        disabled=not records,
+        disabled=not records or chosen.error is not None,
         max_chars=1000,
         submit_mode="stop",  # while an answer streams, the send button stops it
     )
     if question and question.strip():
-        exchanges.append(chat.Exchange(question.strip(), str(folder)))
+        label = chosen.label if chosen.scope else ""
+        exchanges.append(
+            chat.Exchange(question.strip(), str(folder), scope=chosen.scope, scope_label=label)
+        )
 
     title, clear = st.columns([0.8, 0.2], vertical_alignment="bottom")
     chunks = sum(r.chunks for r in records)
@@ -77,8 +86,10 @@ def _chat_page(folder: Path, kb, models: state.Models) -> None:
         f"{_count(chunks, 'passage')}</div>",
         unsafe_allow_html=True,
     )
+    if records:
+        st.markdown(scoping.header(chosen))
     if exchanges and clear.button("New conversation", icon=":material/refresh:", width="stretch"):
-        exchanges.clear()
+        conversations.start_new(folder)
         st.rerun()
 
     if not exchanges:
@@ -91,6 +102,7 @@ def _chat_page(folder: Path, kb, models: state.Models) -> None:
             top_k=int(st.session_state.get("top_k", kb.answer_options.top_k)),
             rewrite_followups=bool(st.session_state.get("rewrite", True)),
             style=st.session_state.get("answer_style", kb.answer_options.answer_style),
+            save=conversations.saver(kb),
         ),
     )
 
@@ -104,9 +116,10 @@ def _welcome(has_documents: bool) -> None:
         st.markdown(
             '<div class="kbqa-welcome"><b>Ask anything the documents cover.</b><br>'
             "Each answer cites its passages [1] with the page, and a picture of the PDF "
-            "page with the passage marked. When the documents do not hold the answer, "
-            "kbqa says so instead of guessing. Follow-up questions (“and in 2020?”) "
-            "understand the conversation.</div>",
+            "page or image with the passage marked. When the documents do not hold the "
+            "answer, kbqa says so instead of guessing. Follow-up questions (“and in "
+            "2020?”) understand the conversation. <i>Ask within</i> in the sidebar picks "
+            "the documents an answer may use; conversations are kept there too.</div>",
             unsafe_allow_html=True,
         )
     else:

@@ -1,7 +1,8 @@
-"""Where the app finds a cited PDF to draw its page.
+"""Where the app finds a cited PDF or image to draw its page.
 
 The knowledge base keeps text, not files. For uploads the app keeps the PDF
-itself in ``<kb>/originals/<sha256>.pdf``: the name is the document id (the
+itself in ``<kb>/originals/<sha256>.pdf`` and an image (PNG, JPEG, TIFF, read
+by OCR) in ``<kb>/originals/<sha256>.image``: the name is the document id (the
 SHA-256 of the bytes), never anything the user typed. A PDF opened with a
 password is kept decrypted, since its text is in the knowledge base already.
 Documents ingested from disk are drawn from their own path, as long as the
@@ -23,13 +24,58 @@ from ...ingest.types import is_path_source
 log = logging.getLogger(__name__)
 
 FOLDER = "originals"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _DOC_ID = re.compile(r"[0-9a-f]{64}")
+_KEPT = re.compile(r"[0-9a-f]{64}\.(pdf|image)")
 
 
-def kept_path(kb_folder: Path, doc_id: str) -> Path:
+def kept_path(kb_folder: Path, doc_id: str, suffix: str = ".pdf") -> Path:
     if not _DOC_ID.fullmatch(doc_id):
         raise ValueError(f"not a document id: {doc_id!r}")
-    return Path(kb_folder) / FOLDER / f"{doc_id}.pdf"
+    return Path(kb_folder) / FOLDER / f"{doc_id}{suffix}"
+
+
+def keep_original(
+    kb_folder: Path, doc_id: str, data: bytes, password: str | None = None
+) -> Path | None:
+    """Keep an uploaded PDF or image for page pictures; None for other formats, or
+    when it cannot be kept. The content decides, not the uploaded name."""
+    from ...errors import IngestError
+    from ...ingest.readers.sniff import sniff_format
+
+    try:
+        kind = sniff_format("the upload", data, None)
+    except IngestError:
+        return None
+    if kind == "pdf":
+        return keep_pdf(kb_folder, doc_id, data, password)
+    if kind != "image":
+        return None
+    target = kept_path(kb_folder, doc_id, ".image")
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            write_atomically(target, data)
+        except OSError as error:
+            log.warning("could not keep %s for page pictures: %s", doc_id[:12], error)
+            return None
+    return target
+
+
+def find_original(kb_folder: Path, source: str, doc_id: str) -> Path | None:
+    """The PDF or image with the document's bytes: kept upload, or source file if unchanged."""
+    pdf = find_pdf(kb_folder, source, doc_id)
+    if pdf is not None:
+        return pdf
+    try:
+        kept = kept_path(kb_folder, doc_id, ".image")
+    except ValueError:
+        return None
+    if kept.is_file():
+        return kept
+    if is_path_source(source) and source.lower().endswith(IMAGE_SUFFIXES):
+        return _unchanged(Path(source), doc_id)
+    return None
 
 
 def keep_pdf(kb_folder: Path, doc_id: str, data: bytes, password: str | None = None) -> Path | None:
@@ -59,25 +105,27 @@ def find_pdf(kb_folder: Path, source: str, doc_id: str) -> Path | None:
     if kept.is_file():
         return kept
     if is_path_source(source) and source.lower().endswith(".pdf"):
-        path = Path(source)
-        try:
-            stat = path.stat()
-        except OSError:
-            return None
-        if _sha256(str(path), stat.st_mtime_ns, stat.st_size) == doc_id:
-            return path
+        return _unchanged(Path(source), doc_id)
     return None
 
 
+def _unchanged(path: Path, doc_id: str) -> Path | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return path if _sha256(str(path), stat.st_mtime_ns, stat.st_size) == doc_id else None
+
+
 def prune(kb_folder: Path, keep: Iterable[str]) -> int:
-    """Delete kept PDFs of documents no longer in the knowledge base; how many went."""
+    """Delete kept files of documents no longer in the knowledge base; how many went."""
     folder = Path(kb_folder) / FOLDER
     if not folder.is_dir():
         return 0
     wanted = set(keep)
     removed = 0
-    for path in folder.glob("*.pdf"):
-        if path.stem not in wanted:
+    for path in folder.iterdir():
+        if _KEPT.fullmatch(path.name) and path.stem not in wanted:
             path.unlink(missing_ok=True)
             removed += 1
     return removed

@@ -43,6 +43,7 @@ from ...ingest.limits import ParseLimits
 from ...ingest.reader_process import ParseWorker, WorkerFailure
 from ...ingest.readers.ocr import OcrText, OcrUnavailable, recognize, tesseract_languages
 from ...ingest.readers.pdf import check_streams, needs_ocr, render_for_ocr
+from ...ingest.readers.sniff import sniff_format
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -86,7 +87,8 @@ def render_page(
     crop: bool = False,
     limits: ParseLimits | None = None,
 ) -> PagePicture:
-    """Page ``page_number`` (1-based) as PNG with ``marks`` highlighted.
+    """Page ``page_number`` (1-based) of a PDF, or picture of an image file (PNG,
+    JPEG, TIFF: ``imagepage.py``), as PNG with ``marks`` highlighted.
 
     ``passage`` is the text the marks' offsets should cover (``marks[0]``
     spans it); it is used to check the offsets and to search as a fallback.
@@ -125,8 +127,22 @@ def render_request(
     source = str(path or "the uploaded PDF")
     try:
         data = Path(path).read_bytes() if path else payload
-        check_streams(source, data, limits)
         marks = [Mark(int(start), int(end), bool(cited)) for start, end, cited in args["marks"]]
+        if sniff_format(source, data, "pdf") == "image":
+            from .imagepage import render_image
+
+            picture = render_image(
+                data,
+                int(args["page"]),
+                str(args["passage"]),
+                marks,
+                int(args["width_px"]),
+                bool(args["crop"]),
+                limits,
+            )
+            result = {"width": picture.width, "height": picture.height, "marked": picture.marked}
+            return result, picture.png
+        check_streams(source, data, limits)
         picture = _render(
             data,
             int(args["page"]),
@@ -166,7 +182,6 @@ def _render(
     ocr_seconds: float = 60.0,
 ) -> PagePicture:
     import pypdfium2 as pdfium
-    from PIL import Image, ImageDraw
 
     try:
         document = pdfium.PdfDocument(pdf)
@@ -178,7 +193,7 @@ def _render(
         page = document[page_number - 1]
         scale = page_scale(page.get_width(), page.get_height(), width_px, max_pixels)
         bitmap = page.render(scale=scale, draw_annots=True)
-        picture = bitmap.to_pil().convert("RGBA")
+        picture = bitmap.to_pil().convert("RGBA")  # a copy: the bitmap goes with the page
         textpage = page.get_textpage()
         boxes = _mark_boxes(page, textpage, picture.size, passage, marks)
         if not boxes and needs_ocr(page, textpage.get_text_range()):
@@ -190,9 +205,22 @@ def _render(
     finally:
         document.close()
 
+    return draw_marks(picture, boxes, max(1, round(scale)), crop)
+
+
+def draw_marks(
+    picture: Image.Image,
+    boxes: Sequence[tuple[tuple[int, int, int, int], bool]],
+    pad: int,
+    crop: bool,
+) -> PagePicture:
+    """``boxes`` washed onto ``picture`` (cited ones stronger), cropped around them, as PNG."""
+    from PIL import Image, ImageDraw
+
+    if picture.mode != "RGBA":
+        picture = picture.convert("RGBA")
     overlay = Image.new("RGBA", picture.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
-    pad = max(1, round(scale))
     for (left, top, right, bottom), cited in boxes:
         box = (left - pad, top - pad, right + pad, bottom + pad)
         if cited:

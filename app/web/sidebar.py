@@ -194,7 +194,7 @@ def _document_row(area, kb: KnowledgeBase, record: DocumentRecord, busy: bool) -
     name_col.markdown(
         f"{_format_icon(record.format)} **{_md(record.name)}**  \n"
         f":small[:gray[{_extent(record.format, record.pages, record.chunks)}{ocr} · "
-        f"{_when(record.added_at)}]]"
+        f"{when(record.added_at)}]]"
     )
     if not confirming:
         if button_col.button(
@@ -311,7 +311,7 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _when(iso: str) -> str:
+def when(iso: str) -> str:
     try:
         moment = datetime.fromisoformat(iso).astimezone()
     except ValueError:

@@ -32,6 +32,7 @@ CSS = """
   font-size: 0.92rem; line-height: 1.6; color: inherit;
   border-left: 3px solid rgba(128, 128, 128, 0.35); padding: 0.1rem 0 0.1rem 0.8rem;
 }
+.kbqa-removed { color: #b91c1c; font-size: 0.85em; margin-left: 0.3em; }
 mark.kbqa-cited {
   background: rgba(255, 190, 40, 0.45); color: inherit; padding: 0 0.1em; border-radius: 0.2em;
 }

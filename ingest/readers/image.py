@@ -53,7 +53,7 @@ def read_image(
             raise IngestError(source, f"an image, whose text needs OCR; {error}") from None
 
         def render(number: int) -> tuple[Image.Image, int | None]:
-            return _page_picture(source, image, number, limits)
+            return picture_for_ocr(source, image, number, limits)
 
         results = dict(
             recognize_pages(
@@ -76,7 +76,7 @@ def read_image(
     )
 
 
-def _page_picture(
+def picture_for_ocr(
     source: str, image: Image.Image, number: int, limits: ParseLimits
 ) -> tuple[Image.Image, int | None]:
     """Picture ``number`` (1-based) in gray, within the pixel limit, and its dpi if known."""
