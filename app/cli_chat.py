@@ -15,7 +15,7 @@ from ..errors import KbqaError
 from .terminal import EXIT_OK, quoted, say, snippet, stream_answer
 
 if TYPE_CHECKING:
-    from ..index.conversations import Conversation, ConversationStore, ConversationTurn
+    from ..index.conversations import Conversation, ConversationStore
     from ..index.scope import Scope
     from ..ingest.types import DocumentRecord
     from ..qa.answer import Answer
@@ -28,6 +28,7 @@ TITLE_CHARS = 80  # a new conversation is titled by its first question, cut here
 def run_chat(
     kb: KnowledgeBase, style: Style | None, scope: Scope | None, resume: str | None
 ) -> int:
+    from ..qa.conversation import kept_turn
     from ..qa.followup import Turn
 
     conversations = kb.conversations
@@ -65,45 +66,9 @@ def run_chat(
         try:
             if conversation_id is None:
                 conversation_id = conversations.create(question[:TITLE_CHARS]).id
-            conversations.append_turn(conversation_id, turn_from_answer(last_answer, scope))
+            conversations.append_turn(conversation_id, kept_turn(question, last_answer, scope))
         except KbqaError as error:  # the answer stands; only keeping it failed
             say(f"(this turn was not kept: {error})")
-
-
-def turn_from_answer(answer: Answer, scope: Scope | None) -> ConversationTurn:
-    """An answer as a conversation keeps it: its citations with the spans it quoted."""
-    from ..index.conversations import CitedPassage, ConversationTurn
-
-    cited = tuple(
-        CitedPassage(
-            number=c.number,
-            name=c.name,
-            source=c.source,
-            doc_id=c.doc_id,
-            page=c.page,
-            chunk_id=c.chunk_id,
-            text=c.text,
-            quotes=tuple((q.start, q.end) for q in answer.quotes if q.number == c.number),
-            start=c.start,
-            end=c.end,
-            score=c.score,
-            heading=c.heading,
-            text_source=c.text_source,
-        )
-        for c in answer.citations
-    )
-    return ConversationTurn(
-        question=answer.question,
-        answer=answer.text,
-        citations=cited,
-        documents=scope.documents if scope else (),
-        tags=scope.tags if scope else (),
-        scope_label=scope.describe() if scope else "",
-        style=answer.style,
-        standalone=answer.standalone,
-        refused=answer.refused,
-        language=answer.language,
-    )
 
 
 def _last_scope(kb: KnowledgeBase, conversation: Conversation) -> Scope | None:

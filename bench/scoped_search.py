@@ -31,33 +31,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.common import add_smoke_flag, write_result  # noqa: E402
-from bench.search import DIMENSION, VECTORS, K, vectors  # noqa: E402
+from bench.search import DIMENSION, VECTORS, K, build_store, vectors  # noqa: E402
 
 SCOPES = (1, 10, 1_000)  # documents
-
-
-def build_store(folder: Path, data: np.ndarray, per_document: int, flat_limit: int | None):
-    from kbqa.index.manifest import Manifest
-    from kbqa.index.store import KnowledgeBaseStore
-    from kbqa.index.vectors import FLAT_LIMIT
-    from kbqa.ingest.chunking import ChunkerSettings
-    from kbqa.ingest.types import Chunk, DocumentRecord
-
-    manifest = Manifest("synthetic", DIMENSION, ChunkerSettings(200, 32))
-    store = KnowledgeBaseStore.create(folder, manifest, flat_limit=flat_limit or FLAT_LIMIT)
-    with store.writing():
-        for number, start in enumerate(range(0, len(data), per_document)):
-            doc_id, source = f"d{number:07d}", f"/synthetic/{number}.txt"
-            rows = data[start : start + per_document]
-            record = DocumentRecord(doc_id, source, source, "text", 1, len(rows), 1, "-")
-            chunks = [
-                Chunk(f"{doc_id}-{i}", doc_id, f"passage {start + i}", source, 1, 0, 1, None, i)
-                for i in range(len(rows))
-            ]
-            store.replace_document(record, chunks, rows)
-            if number % 1000 == 999:
-                print(f"  stored {start + len(rows):,} chunks", file=sys.stderr, flush=True)
-    return store
 
 
 def timed_ms(function, *args) -> tuple[object, float]:

@@ -157,29 +157,38 @@ def measure(kind: IndexKind, data: np.ndarray, queries: np.ndarray, truth: np.nd
     }
 
 
-def measure_store(data: np.ndarray, queries: np.ndarray) -> dict:
-    """Dense search over a ``KnowledgeBaseStore`` (index + SQLite re-scoring), built by ingest."""
+def build_store(folder: Path, data: np.ndarray, per_document: int, flat_limit: int | None = None):
+    """A ``KnowledgeBaseStore`` holding ``data`` in documents of ``per_document`` chunks."""
     from kbqa.index.manifest import Manifest
     from kbqa.index.store import KnowledgeBaseStore
+    from kbqa.index.vectors import FLAT_LIMIT
     from kbqa.ingest.chunking import ChunkerSettings
     from kbqa.ingest.types import Chunk, DocumentRecord
+
+    manifest = Manifest("synthetic", DIMENSION, ChunkerSettings(200, 32))
+    store = KnowledgeBaseStore.create(folder, manifest, flat_limit=flat_limit or FLAT_LIMIT)
+    with store.writing():
+        for number, start in enumerate(range(0, len(data), per_document)):
+            doc_id, source = f"d{number:07d}", f"/synthetic/{number}.txt"
+            rows = data[start : start + per_document]
+            record = DocumentRecord(doc_id, source, source, "text", 1, len(rows), 1, "-")
+            chunks = [
+                Chunk(f"{doc_id}-{i}", doc_id, f"passage {start + i}", source, 1, 0, 1, None, i)
+                for i in range(len(rows))
+            ]
+            store.replace_document(record, chunks, rows)
+            if number % 1000 == 999:
+                print(f"  stored {start + len(rows):,} chunks", file=sys.stderr, flush=True)
+    return store
+
+
+def measure_store(data: np.ndarray, queries: np.ndarray) -> dict:
+    """Dense search over a ``KnowledgeBaseStore`` (index + SQLite re-scoring), built by ingest."""
     from kbqa.qa.retrieval import dense_search
 
-    per_document = 1_000
     with tempfile.TemporaryDirectory() as folder:
-        manifest = Manifest("synthetic", DIMENSION, ChunkerSettings(200, 32))
-        store = KnowledgeBaseStore.create(Path(folder), manifest)
         started = time.perf_counter()
-        with store.writing():
-            for number, start in enumerate(range(0, len(data), per_document)):
-                doc_id, source = f"d{number}", f"/synthetic/{number}.txt"
-                rows = data[start : start + per_document]
-                record = DocumentRecord(doc_id, source, source, "text", 1, len(rows), 1, "-")
-                chunks = [
-                    Chunk(f"{doc_id}-{i}", doc_id, f"passage {start + i}", source, 1, 0, 1, None, i)
-                    for i in range(len(rows))
-                ]
-                store.replace_document(record, chunks, rows)
+        store = build_store(Path(folder), data, per_document=1_000)
         ingest_s = time.perf_counter() - started
         times = latencies_ms(lambda q: dense_search(store, q, K), queries)
         layout = store._vectors.layout

@@ -19,13 +19,12 @@ import streamlit as st
 from ...errors import KbqaError
 from ...index.conversations import (
     MAX_TITLE_CHARS,
-    CitedPassage,
     ConversationStore,
     ConversationSummary,
     ConversationTurn,
 )
 from ...index.store import DATABASE_NAME
-from ...qa.answer import Answer, Citation, Quote, Timings
+from ...qa.conversation import answer_of, kept_turn
 from ...qa.knowledge_base import KnowledgeBase
 from ...text import fold_accents
 from . import chat, scoping
@@ -102,78 +101,21 @@ def turn_of(exchange: Exchange) -> ConversationTurn:
     """An answered exchange as stored: the cited passages with the spans shown marked."""
     answer = exchange.answer
     assert answer is not None
-    cited = tuple(
-        CitedPassage(
-            number=c.number,
-            name=c.name,
-            source=c.source,
-            doc_id=c.doc_id,
-            page=c.page,
-            chunk_id=c.chunk_id,
-            text=c.text,
-            quotes=tuple(highlight_spans(answer, c, exchange.searched)),
-            start=c.start,
-            end=c.end,
-            score=c.score,
-            heading=c.heading,
-            text_source=c.text_source,
-        )
-        for c in answer.citations
-    )
-    scope = exchange.scope
-    return ConversationTurn(
-        question=exchange.question,
-        answer=answer.text,
-        citations=cited,
-        documents=scope.documents if scope else (),
-        tags=scope.tags if scope else (),
-        scope_label=exchange.scope_label,
-        style=answer.style,
-        standalone=answer.standalone,
-        refused=answer.refused,
-        language=answer.language,
+    return kept_turn(
+        exchange.question,
+        answer,
+        exchange.scope,
+        exchange.scope_label,
+        lambda c: highlight_spans(answer, c, exchange.searched),
     )
 
 
 def exchange_of(turn: ConversationTurn, folder: Path) -> Exchange:
     """A stored turn as the page shows it: an exchange with its answer rebuilt."""
-    citations = tuple(
-        Citation(
-            c.number,
-            c.chunk_id,
-            c.doc_id,
-            c.source,
-            c.page,
-            c.start,
-            c.end,
-            c.text,
-            c.score,
-            c.heading,
-            c.text_source,
-        )  # fmt: skip
-        for c in turn.citations
-    )
-    quotes = tuple(
-        Quote(c.number, c.chunk_id, c.text[s:e], s, e, c.start + s, c.start + e, 0, "")
-        for c in turn.citations
-        for s, e in c.quotes
-    )
-    answer = Answer(
-        question=turn.standalone or turn.question,
-        text=turn.answer,
-        citations=citations,
-        refused=turn.refused,
-        timings=Timings(0.0, 0, None, 0.0),
-        language=turn.language,
-        passages=citations,
-        quotes=quotes,
-        style=turn.style,
-        standalone=turn.standalone,
-    )
     return Exchange(
         turn.question,
         str(folder),
-        answer=answer,
+        answer=answer_of(turn),
         scope_label=turn.scope_label,
         asked_at=turn.asked_at,
         removed=frozenset(c.doc_id for c in turn.citations if c.removed),
