@@ -2,8 +2,10 @@
 
 Tools: ``search`` (passages with their sources, no LLM), ``ask`` (a cited answer,
 or ``refused`` when the documents do not hold one) and ``list_documents``. Each
-returns structured content (and the same as JSON text). The MCP SDK runs each
-call in a worker thread; answers take turns on the one LLM.
+returns structured content (and the same as JSON text). ``search`` and ``ask`` take
+a scope: ``documents`` (names, paths, id prefixes or globs) and ``tags``; an entry
+that matches nothing is a tool error naming it. The MCP SDK runs each call in a
+worker thread; answers take turns on the one LLM.
 
 Run it as ``kbqa mcp --kb DIR`` or ``python -m kbqa.app.mcp --kb DIR``; either front door
 parses its arguments and settings and calls ``run`` (this module never imports the CLI).
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import KbqaError
+from ..index.scope import Scope
 from ..qa.knowledge_base import KnowledgeBase
 from ..qa.options import STYLES
 from ..settings import Settings
@@ -46,36 +49,48 @@ def create_server(kb: KnowledgeBase) -> MCPServer:
     llm_turn = threading.Lock()  # one answer at a time: the LLM is one model
 
     @server.tool()
-    def search(query: str, k: int = 5) -> dict[str, Any]:
+    def search(
+        query: str, k: int = 5, documents: list[str] | None = None, tags: list[str] | None = None
+    ) -> dict[str, Any]:
         """The passages of the documents nearest to `query` (1-100 of them), best first,
-        each with its document, page, character offsets and score. No LLM is used."""
+        each with its document, page, character offsets and score. No LLM is used.
+        `documents` (names, paths, id prefixes or globs) and `tags`: search only those
+        documents (see `list_documents`)."""
         _check(query, "query")
         if not 1 <= k <= 100:
             raise ToolError(f"k must be between 1 and 100, not {k}")
-        hits = _guarded(kb.search, query, k)
+        scope = _scope(documents, tags)
+        hits = _guarded(partial(kb.search, scope=scope), query, k)
         return {"passages": [hit_json(n, hit) for n, hit in enumerate(hits, start=1)]}
 
     @server.tool()
-    def ask(question: str, answer_style: str | None = None) -> dict[str, Any]:
+    def ask(
+        question: str,
+        answer_style: str | None = None,
+        documents: list[str] | None = None,
+        tags: list[str] | None = None,
+    ) -> dict[str, Any]:
         """Answer `question` from the documents. The answer cites passages as [n];
         `citations` gives each one's document, page, exact quotes and score.
         `refused` is true when the documents do not contain the answer (`answerability`
         says why). `answer_style`: "evidence" (the sentences that answer, verbatim),
         "short" (only the answering words) or "sentence" (one sentence phrased from
         them); default: the server's setting. `shown` says whether the evidence or the
-        model's checked wording is the answer."""
+        model's checked wording is the answer. `documents` (names, paths, id prefixes
+        or globs) and `tags`: answer from those documents only."""
         _check(question, "question")
         if answer_style is not None and answer_style not in STYLES:
             raise ToolError(
                 f"answer_style must be one of {', '.join(STYLES)}, not {answer_style!r}"
             )
+        scope = _scope(documents, tags)
         with llm_turn:
-            answer = _guarded(partial(kb.ask, style=answer_style), question)
+            answer = _guarded(partial(kb.ask, style=answer_style, scope=scope), question)
         return answer_json(answer)
 
     @server.tool()
     def list_documents() -> dict[str, Any]:
-        """The documents in the knowledge base: id, name, pages, chunks, when added."""
+        """The documents in the knowledge base: id, name, pages, chunks, tags, when added."""
         return {"documents": [document_json(r) for r in _guarded(kb.documents)]}
 
     return server
@@ -86,6 +101,14 @@ def _check(text: str, name: str) -> None:
         raise ToolError(f"{name} is empty")
     if len(text) > MAX_QUERY_CHARS:
         raise ToolError(f"{name} is longer than {MAX_QUERY_CHARS} characters")
+
+
+def _scope(documents: list[str] | None, tags: list[str] | None) -> Scope | None:
+    """The scope asked for, its budgets checked before the engine (None: everything)."""
+    if not documents and not tags:
+        return None
+    scope: Scope = _guarded(Scope.of, documents, tags)
+    return scope
 
 
 def _guarded(function: Any, *args: Any) -> Any:

@@ -35,6 +35,9 @@ class ApiOptions:
     max_upload_bytes: int = 100 * MB  # one upload request, all its files
     queue_size: int = 8
     cors_origins: tuple[str, ...] = ()
+    # Where an answer's sources go: a Markdown block at the end of `content` (what any chat
+    # app shows), kbqa's structured `citations` field, or both (app/api/sources.py).
+    sources: Literal["footer", "field", "both"] = "both"
 
 
 _LIMITS = ParseLimits()  # the defaults of the read limits, declared there
@@ -141,6 +144,11 @@ class Settings(BaseSettings):
         default_factory=lambda: list(_API.cors_origins),
         description="browser origins allowed to call the API (none: CORS off)",
     )
+    api_sources: Literal["footer", "field", "both"] = Field(
+        default=_API.sources,
+        description="footer: a Markdown sources block ends each answer's content; field: "
+        "the structured `citations` only; both",
+    )
 
     @property
     def default_kb(self) -> Path:
@@ -190,6 +198,7 @@ class Settings(BaseSettings):
             int(self.api_max_upload_mb * MB),
             self.api_queue_size,
             tuple(self.api_cors_origins),
+            self.api_sources,
         )
 
     def models_key(self) -> str:

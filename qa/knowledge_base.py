@@ -29,7 +29,7 @@ from ..ingest.local import (
     ingest_files,
     walk,
 )
-from ..ingest.types import DocumentRecord
+from ..ingest.types import Chunk, DocumentRecord
 from ..models.embedder import Embedder, SentenceTransformerEmbedder
 from ..models.generator import Generator, TransformersGenerator
 from ..models.registry import choose_generator
@@ -178,6 +178,12 @@ class KnowledgeBase:
             return records
         folded = valid_tag(tag).casefold()
         return [r for r in records if folded in {t.casefold() for t in r.tags}]
+
+    def chunks(self, doc_id: str) -> list[Chunk]:
+        """The stored passages of one document (by its full id), in reading order."""
+        if self._store is None or self._store.document_by_id(doc_id) is None:
+            return []
+        return self._store.chunks_of(doc_id)
 
     def tag(self, document: str, tags: Sequence[str]) -> DocumentRecord:
         """Add tags to one document (named as for ``remove``); returns it as stored now."""

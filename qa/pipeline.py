@@ -106,6 +106,7 @@ class AnswerStream:
             )  # fmt: skip
             return
         self.evidence_text = evidence_answer(evidence).text
+        yield ""  # a front door may show the evidence now, before the model's first token
         drafting = draft_pieces(
             evidence, self._style, kb.generator, language, options.max_new_tokens
         )

@@ -33,6 +33,16 @@ _REFUSAL = re.compile(
     re.IGNORECASE,
 )
 
+# What may follow a figure's digits and still be the figure: more digit groups
+# ("175 000"), decimals, and a magnitude word or percent.
+_FIGURE_REST = re.compile(
+    r"(?:[\s\u00a0\u202f]\d{3}(?!\d))*(?:[.,]\d+)?"
+    r"(?:[\s\u00a0\u202f]*(?:%|por ciento|percent)"
+    r"|\s+(?:mil(?:es)?|mill[oó]n(?:es)?|millardos?|bill[oó]n(?:es)?|trill[oó]n(?:es)?"
+    r"|thousand|million|billion|trillion)\b)?",
+    re.IGNORECASE,
+)
+
 
 @dataclass(frozen=True)
 class Verified:
@@ -157,7 +167,8 @@ def _verify_short(text: str, evidence: Evidence) -> Verified:
         words = content_words(span.text[found[0] : found[1]])
         if words and _stems(words) <= asked:
             return evidence_answer(evidence, "the short answer only repeats the question")
-        shown = " ".join(span.text[found[0] : found[1]].split())
+        end = _whole_figure(span.text, found[1])
+        shown = " ".join(span.text[found[0] : end].split())
         # The quote is the whole evidence sentence: the short answer in its context.
         return Verified(
             _with_marks(shown, [span.number]),
@@ -165,6 +176,15 @@ def _verify_short(text: str, evidence: Evidence) -> Verified:
             "draft",
         )
     return evidence_answer(evidence, "the short answer is not in the evidence verbatim")
+
+
+def _whole_figure(text: str, end: int) -> int:
+    """``end`` moved past the rest of a figure the short answer cut: "175 000" in
+    "175 000 millones" is another number, so its digit groups and magnitude word go too."""
+    if end == 0 or not text[end - 1].isdigit():
+        return end
+    rest = _FIGURE_REST.match(text, end)
+    return rest.end() if rest else end
 
 
 def _verify_sentence(text: str, evidence: Evidence) -> Verified:

@@ -157,9 +157,16 @@ def test_openai_client_plain_and_streamed_as_documented(
 ) -> None:
     url, _ = server
     printed = run_python_example(["openai", "openai-stream"], url)
-    # Plain, in the server's style (evidence): the sentence that answers, verbatim.
-    assert printed.splitlines() == [
+    # Plain, in the server's style (evidence): the sentence that answers, verbatim, then
+    # the sources block that chat apps show (app/api/markdown.py).
+    link = re.escape(url) + r"/v1/sources/default/[0-9a-f]{64}/[0-9a-f]{24}\?q=10-55"
+    source = rf"- \[1\] \[models\.md\]\({link}\) — “GPT-3 from OpenAI has 175 billion parameters\.”"
+    lines = printed.splitlines()
+    assert re.fullmatch(source, lines.pop(3)), printed
+    assert lines == [
         "GPT-3 from OpenAI has 175 billion parameters [1].",
+        "",
+        "**Sources**",
         "refused: False",
         "[1] models.md p. None: 'GPT-3 from OpenAI has 175 billion parameters.'",
         # Streamed follow-up in the short style: the words the evidence states, checked.
@@ -189,7 +196,9 @@ def test_curl_session_as_documented(server: tuple[str, KeywordGenerator], tmp_pa
     assert "default\npapers\n" in out
     assert '{"filename":"notes.md","status":"added","reason":null}' in out
     assert '"name":"todo.txt"' in out
-    assert '"content": "GPT-3 from OpenAI has 175 billion parameters [1]."' in out
+    assert (
+        '"content": "GPT-3 from OpenAI has 175 billion parameters [1].\\n\\n**Sources**\\n' in out
+    )
     assert '"refused": false' in out and '"document": "models.md"' in out
     assert "data: [DONE]" in out
     assert json.loads(out.rstrip().splitlines()[-1])["deleted"] is True
@@ -213,7 +222,8 @@ def test_chat_front_end_settings_as_documented(home: Path) -> None:
             model="default", messages=[{"role": "user", "content": QUESTION}], stream=True
         )
         content = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-        assert content == "GPT-3 from OpenAI has 175 billion parameters [1]."
+        assert content.startswith("GPT-3 from OpenAI has 175 billion parameters [1].\n\n")
+        assert "&sig=" in content  # a signed link: a browser can open it without the key
         with pytest.raises(AuthenticationError):
             OpenAI(base_url=base_url, api_key="wrong", max_retries=0).models.list()
 
@@ -232,7 +242,12 @@ def test_plain_completion_carries_citations_quotes_and_usage(
     assert choice["finish_reason"] == "stop"
     message = choice["message"]
     assert message["role"] == "assistant" and message["refused"] is False
-    assert message["content"] == "GPT-3 has 175 billion parameters [1]."
+    assert message["answer"] == "GPT-3 has 175 billion parameters [1]."
+    # The content: the evidence quoted, the checked sentence, the sources (markdown.py).
+    assert message["content"].startswith(
+        "> GPT-3 from OpenAI has 175 billion parameters [1].\n\n"
+        "GPT-3 has 175 billion parameters [1].\n\n**Sources**\n- [1] [models.md]("
+    )
     assert message["style"] == "sentence" and message["shown"] == "draft"
     assert message["answerability"]["answerable"] is True
     assert message["answerability"]["check"] == "" and message["not_shown_because"] == ""
@@ -253,7 +268,8 @@ def test_the_server_style_needs_no_model_and_an_unknown_style_is_400(
     url, generator = server
     body = httpx.post(f"{url}/v1/chat/completions", json=chat(), timeout=30).json()
     message = body["choices"][0]["message"]
-    assert message["content"] == "GPT-3 from OpenAI has 175 billion parameters [1]."
+    assert message["answer"] == "GPT-3 from OpenAI has 175 billion parameters [1]."
+    assert message["content"].startswith(message["answer"] + "\n\n**Sources**\n")
     assert message["style"] == message["shown"] == "evidence" and generator.calls == []
     assert body["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     for options, problem in [
@@ -291,12 +307,16 @@ def streamed_deltas(url: str, body: dict[str, Any]) -> tuple[list[dict[str, Any]
     return deltas, chunks
 
 
-def test_stream_sends_the_checked_answer_then_done(server: tuple[str, KeywordGenerator]) -> None:
+def test_stream_sends_the_evidence_then_the_checked_answer_then_done(
+    server: tuple[str, KeywordGenerator],
+) -> None:
     url, _ = server
     deltas, _ = streamed_deltas(url, chat(stream=True, kbqa={"answer_style": "sentence"}))
     assert not any("reasoning_content" in d for d in deltas)  # the draft is the answer
-    [final] = [d for d in deltas if d.get("content")]
-    assert final["content"] == "GPT-3 has 175 billion parameters [1]."
+    evidence, final = [d for d in deltas if d.get("content")]
+    assert evidence == {"content": "> GPT-3 from OpenAI has 175 billion parameters [1]."}
+    assert final["content"].startswith("\n\nGPT-3 has 175 billion parameters [1].\n\n")
+    assert final["answer"] == "GPT-3 has 175 billion parameters [1]."
     assert final["refused"] is False and final["citations"][0]["document"] == "models.md"
     assert final["shown"] == "draft" and final["style"] == "sentence"
 
@@ -306,9 +326,11 @@ def test_a_draft_set_aside_is_streamed_as_reasoning_never_as_content(home: Path)
         deltas, _ = streamed_deltas(url, chat(stream=True, kbqa={"answer_style": "sentence"}))
     draft = "".join(d.get("reasoning_content", "") for d in deltas)
     assert draft == "GPT-3 has 175 billion parameters. Indeed. Indeed."
-    [final] = [d for d in deltas if d.get("content")]
-    # "Indeed" is no word of the evidence: the evidence is the answer.
-    assert final["content"] == "GPT-3 from OpenAI has 175 billion parameters [1]."
+    evidence, final = [d for d in deltas if d.get("content")]
+    # "Indeed" is no word of the evidence: the evidence, already streamed, is the answer.
+    assert evidence["content"] == "> GPT-3 from OpenAI has 175 billion parameters [1]."
+    assert final["content"].startswith("\n\n**Sources**\n")
+    assert final["answer"] == "GPT-3 from OpenAI has 175 billion parameters [1]."
     assert final["shown"] == "evidence" and final["not_shown_because"]
 
 
@@ -614,6 +636,8 @@ def test_real_models_end_to_end_over_http(
             messages=[{"role": "user", "content": "Who painted the Mona Lisa?"}],
             stream=True,
         )
-        chunks = [c for c in off_topic if c.choices]
-        final: list[Any] = [c.choices[0].delta for c in chunks if c.choices[0].delta.content]
-        assert len(final) == 1 and final[0].refused is True
+        deltas: list[Any] = [c.choices[0].delta for c in off_topic if c.choices]
+        content = "".join(d.content or "" for d in deltas)
+        [final] = [d for d in deltas if getattr(d, "refused", None) is not None]
+        assert final.refused is True and final.citations == []
+        assert content == final.answer and "**Sources**" not in content

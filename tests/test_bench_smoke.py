@@ -22,7 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 HELPERS = {"__init__", "common", "machine"}  # modules the scripts import, not benchmarks
 # Scripts another test already runs end to end (their smoke mode would only repeat it).
-RUN_ELSEWHERE = {"injection": "tests/test_injection.py"}
+RUN_ELSEWHERE = {
+    "injection": "tests/test_injection.py",
+    "first_content": "tests/test_api_sources.py",
+    "open_webui": "run by hand: python bench/open_webui.py (a 7 GB install, not in make test)",
+}
 
 
 @dataclass(frozen=True)

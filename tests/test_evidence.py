@@ -145,6 +145,18 @@ def test_short_answers_must_be_verbatim_in_the_evidence() -> None:
     assert echo.shown == "evidence"
     assert find_verbatim("175 BILLION", "It has 175 billion parameters.") == (7, 18)
     assert find_verbatim("17", "It has 175 billion parameters.") is None
+    cut = verify(Draft("short", "175"), evidence)  # a figure without its magnitude
+    assert cut.shown == "draft" and cut.text == "175 billion [1]"
+
+
+@pytest.mark.parametrize(
+    ("said", "shown"),
+    [("175 000", "175 000 millones"), ("12", "12,5 %"), ("1990", "1990"), ("3", "3")],
+)
+def test_a_short_answer_keeps_its_whole_figure(said: str, shown: str) -> None:
+    text = "GPT-3 tiene 175 000 millones de parámetros; creció 12,5 % en 1990 con 3 equipos."
+    evidence = select_evidence("¿Cuánto?", [hit(text)], FakeEmbedder(), selector=SELECTOR)
+    assert verify(Draft("short", said), evidence).text == f"{shown} [1]"
 
 
 def test_sentence_drafts_are_shown_only_when_the_evidence_states_them() -> None:

@@ -56,8 +56,13 @@ def test_tools_are_listed_with_descriptions(server: Any) -> None:
     tools = {tool.name: tool for tool in anyio.run(go).tools}
     assert set(tools) == {"search", "ask", "list_documents"}
     assert "refused" in (tools["ask"].description or "")
-    assert set(tools["search"].input_schema["properties"]) == {"query", "k"}
-    assert set(tools["ask"].input_schema["properties"]) == {"question", "answer_style"}
+    assert set(tools["search"].input_schema["properties"]) == {"query", "k", "documents", "tags"}
+    assert set(tools["ask"].input_schema["properties"]) == {
+        "question",
+        "answer_style",
+        "documents",
+        "tags",
+    }
     assert tools["ask"].input_schema["required"] == ["question"]
 
 
@@ -100,6 +105,55 @@ def test_search_and_list_documents(server: Any) -> None:
     assert passage["rank"] == 1 and passage["end"] > passage["start"]
     listed = call(server, "list_documents", {}).structured_content["documents"]
     assert [d["name"] for d in listed] == ["models.md"] and listed[0]["chunks"] >= 1
+
+
+FREEDONIA = [
+    ("freedonia-tarsia.md", "# Freedonia\n\nLa capital de Freedonia es Tarsia.\n"),
+    ("freedonia-molvania.md", "# Freedonia\n\nLa capital de Freedonia es Molvania.\n"),
+]
+
+
+@pytest.fixture
+def freedonia(tmp_path: Path) -> Any:
+    kb = make_kb(tmp_path / "kb", ScriptedGenerator(["Tarsia"]))
+    kb.add_texts(FREEDONIA, scheme="upload")
+    kb.tag("freedonia-molvania.md", ["atlas"])
+    return create_server(kb)
+
+
+def test_a_scoped_ask_answers_from_the_chosen_document_only(freedonia: Any) -> None:
+    question = "¿Cuál es la capital de Freedonia?"
+    for scope, capital, chosen in (
+        ({"documents": ["freedonia-tarsia.md"]}, "Tarsia", "freedonia-tarsia.md"),
+        ({"documents": ["*molvania*"]}, "Molvania", "freedonia-molvania.md"),
+        ({"tags": ["atlas"]}, "Molvania", "freedonia-molvania.md"),
+    ):
+        result = call(freedonia, "ask", {"question": question, **scope})
+        answer = result.structured_content
+        assert answer["answer"] == f"La capital de Freedonia es {capital} [1].", scope
+        assert {c["document"] for c in answer["citations"]} == {chosen}
+    found = call(freedonia, "search", {"query": "capital", "documents": ["freedonia-tarsia.md"]})
+    assert {p["document"] for p in found.structured_content["passages"]} == {"freedonia-tarsia.md"}
+    listed = call(freedonia, "list_documents", {}).structured_content["documents"]
+    assert {d["name"]: d["tags"] for d in listed}["freedonia-molvania.md"] == ["atlas"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"documents": ["nope.md"]}, "no document matches 'nope.md'"),
+        ({"tags": ["unknown"]}, "no document is tagged 'unknown'"),
+        ({"tags": ["a/b"]}, "invalid tag"),
+        ({"documents": ["x"] * 101}, "at most 100"),
+        ({"documents": ["x" * 201]}, "longer than 200 characters"),
+    ],
+)
+def test_a_bad_scope_is_a_tool_error_naming_it(
+    freedonia: Any, arguments: dict[str, Any], message: str
+) -> None:
+    for tool, asked in (("ask", {"question": "capital?"}), ("search", {"query": "capital"})):
+        result = call(freedonia, tool, {**asked, **arguments})
+        assert result.is_error and message in result.content[0].text, result.content
 
 
 @pytest.mark.parametrize(

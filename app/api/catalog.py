@@ -224,6 +224,7 @@ def document_json(record: DocumentRecord) -> dict[str, Any]:
         "chunks": record.chunks,
         "size_bytes": record.size_bytes,
         "added_at": record.added_at,
+        "tags": list(record.tags),
     }
 
 

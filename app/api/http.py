@@ -1,66 +1,64 @@
 """``kbqa api``: an OpenAI-compatible HTTP API over knowledge bases (docs/api.md).
 
-Over 450 lines because it is the whole OpenAI surface in one place (routes, the
-streamed and plain reply shapes); checks and limits live in ``middleware.py``.
-
 - ``GET /v1/models``: each knowledge base is a model (``catalog.py`` says how they are named).
 - ``POST /v1/chat/completions``: OpenAI's format, plain or streamed (server-sent events
-  ending with ``data: [DONE]``). The last user message is the question; earlier turns
-  are the conversation the engine reads a follow-up in (``KnowledgeBase.stream(...,
-  history=)``); system messages are ignored (kbqa answers from the documents with its
-  own prompt). An optional ``"kbqa": {"answer_style": "evidence" | "short" |
-  "sentence"}`` in the body picks the answer style (plain OpenAI clients never send
-  it; default: the settings'). The reply carries ``[n]`` markers, and the message also
-  carries ``citations`` (document, page, offsets, score, the exact quotes),
-  ``refused``, ``style``, ``shown`` and the ``answerability`` verdict. Only the checked
-  answer reaches ``content``: a model draft the evidence does not state is sent, when
-  streamed, as ``reasoning_content`` only, and the evidence is the answer.
-- Documents: upload (multipart), list, delete; search (passages, no LLM).
+  ending with ``data: [DONE]``); ``completions.py`` says what the reply holds and when
+  each part is streamed. An optional ``"kbqa": {"answer_style": ..., "documents": [...],
+  "tags": [...]}`` in the body picks the answer style and the scope (plain OpenAI
+  clients never send it); a scope entry that matches nothing is a 400 naming it.
+- ``GET /v1/sources/{kb}/{doc_id}/{chunk_id}``: the page a source link opens
+  (``sources.py``), the cited page's picture with the passage marked.
+- Documents: upload (multipart), list, delete; search (passages, no LLM), with the
+  scope as repeatable ``documents=`` / ``tags=`` query parameters.
 
 One answer at a time per process (``queue.AnswerGate``); a client that goes away
 stops its generation at the next token. With an API key, every request needs
-``Authorization: Bearer <key>``; without one the server only listens on loopback.
+``Authorization: Bearer <key>`` (a source link carries its own signature instead);
+without one the server only listens on loopback.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import time
-import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from contextlib import aclosing, asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ...errors import KbqaError
+from ...index.scope import (
+    MAX_ENTRIES,
+    MAX_ENTRY_CHARS,
+    MAX_TAGS_PER_DOCUMENT,
+    Scope,
+    ScopeError,
+    valid_tag,
+)
 from ...ingest.types import FileOutcome
-from ...qa.answer import Answer
-from ...qa.followup import Turn
-from ...qa.knowledge_base import AnswerStream, KnowledgeBase
-from ...qa.options import Style
+from ...qa.knowledge_base import KnowledgeBase
 from ...settings import ApiOptions, Settings
-from .catalog import (
-    Catalog,
-    UnknownKnowledgeBase,
-    citation_json,
-    document_json,
-    hit_json,
-    outcome_json,
-    shown_json,
+from . import sources
+from .catalog import Catalog, UnknownKnowledgeBase, document_json, hit_json, outcome_json
+from .completions import (
+    MAX_QUESTION_CHARS,
+    Asking,
+    ChatRequest,
+    Reply,
+    answer_while_connected,
+    conversation,
+    stream_events,
 )
 from .middleware import (
     ApiError,
@@ -70,47 +68,11 @@ from .middleware import (
     error_body,
     error_response,
 )
-from .queue import AnswerGate, QueueFull, Ticket
+from .queue import AnswerGate, QueueFull
 
 log = logging.getLogger(__name__)
 
-MAX_QUESTION_CHARS = 4000
 MAX_FILES_PER_UPLOAD = 100
-
-
-# -- request bodies -------------------------------------------------------
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[dict[str, Any]] | None = None
-
-
-class KbqaOptions(BaseModel):
-    """kbqa's own options of a chat completion (the body's ``kbqa`` object)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    answer_style: Style | None = Field(
-        default=None,
-        description="evidence: the sentences that answer, verbatim; short: only the "
-        "answering words; sentence: one sentence phrased from them",
-    )
-
-
-class ChatRequest(BaseModel):
-    """OpenAI's chat-completion request; sampling options are accepted and ignored
-    (answers are greedy and checked against the passages). ``kbqa`` carries kbqa's own
-    options, which OpenAI clients send as ``extra_body={"kbqa": {...}}``."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str
-    messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool | None = False
-    kbqa: KbqaOptions | None = None
 
 
 class SearchRequest(BaseModel):
@@ -146,7 +108,7 @@ def create_app(catalog: Catalog, options: ApiOptions | None = None) -> FastAPI:
         LimitBody, json_limit=options.max_body_bytes, upload_limit=options.max_upload_bytes
     )
     if options.api_key:
-        app.add_middleware(RequireKey, key=options.api_key)
+        app.add_middleware(RequireKey, key=options.api_key, signed=sources.SOURCE_PATH)
     if options.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 
@@ -174,6 +136,10 @@ def create_app(catalog: Catalog, options: ApiOptions | None = None) -> FastAPI:
         message = f"The model `{error.name}` does not exist (models are knowledge bases)"
         return JSONResponse(error_body(message, "invalid_request_error", "model_not_found"), 404)
 
+    @app.exception_handler(ScopeError)
+    async def bad_scope(request: Request, error: ScopeError) -> JSONResponse:
+        return JSONResponse(error_body(str(error), "invalid_request_error", "invalid_scope"), 400)
+
     @app.exception_handler(KbqaError)
     async def kbqa_error(request: Request, error: KbqaError) -> JSONResponse:
         log.error("%s %s: %s", request.method, request.url.path, error)
@@ -200,27 +166,31 @@ def create_app(catalog: Catalog, options: ApiOptions | None = None) -> FastAPI:
     ) -> dict[str, Any] | EventSourceResponse | Response:
         kb = await anyio.to_thread.run_sync(catalog.reader, body.model)
         question, turns = conversation(body.messages)
-        ask = Asking(question, turns, body.kbqa.answer_style if body.kbqa else None)
+        extra = body.kbqa
+        scope = extra.scope() if extra else None
+        if scope is not None:  # a bad entry is a 400 before anything is streamed
+            await anyio.to_thread.run_sync(kb.resolve_scope, scope)
+        ask = Asking(question, turns, extra.answer_style if extra else None, scope)
         try:
             ticket = gate.reserve()
         except QueueFull as full:
             headers = {"Retry-After": str(full.retry_after_s)}
             raise ApiError(429, str(full), "rate_limit_exceeded", "requests", headers) from None
-        reply = Reply(body.model)
+        reply = Reply(body.model, sources.base_url(request), options.sources, options.api_key)
         if body.stream:
-            events = _stream_events(reply, kb, ask, ticket)
+            events = stream_events(reply, kb, ask, ticket)
             # The ticket is given back when the events end, and again (harmlessly) after
             # the response, in case the client left before the events even started.
             return EventSourceResponse(events, ping=15, background=BackgroundTask(ticket.release))
         try:
             async with ticket:
-                answer = await _answer_while_connected(kb, ask, request)
+                answered = await answer_while_connected(kb, ask, request)
         finally:
             ticket.release()
-        if answer is None:
+        if answered is None:
             log.info("client left before the answer was finished; generation stopped")
             return Response(status_code=499)
-        return reply.completion(answer)
+        return reply.completion(*answered)
 
     @app.get("/v1/knowledge-bases/{kb}/documents")
     async def list_documents(kb: str) -> dict[str, Any]:
@@ -235,6 +205,7 @@ def create_app(catalog: Catalog, options: ApiOptions | None = None) -> FastAPI:
         try:
             files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
             password = form.get("password")
+            tags = _upload_tags(form.getlist("tags"))
             if not files:
                 raise ApiError(
                     400, "no files: send multipart/form-data with one or more `files` parts"
@@ -243,8 +214,9 @@ def create_app(catalog: Catalog, options: ApiOptions | None = None) -> FastAPI:
             for upload in files:
                 name = upload.filename or "upload"
                 data = await upload.read()
+                secret = password if isinstance(password, str) else None
                 outcome = await anyio.to_thread.run_sync(
-                    _add, writer, lock, name, data, password if isinstance(password, str) else None
+                    _add, writer, lock, name, data, secret, tags
                 )
                 results.append(outcome_json(name, outcome))
         finally:
@@ -259,186 +231,64 @@ def create_app(catalog: Catalog, options: ApiOptions | None = None) -> FastAPI:
         return {"id": record.doc_id, "object": "document", "name": record.name, "deleted": True}
 
     @app.post("/v1/knowledge-bases/{kb}/search")
-    async def search(kb: str, body: SearchRequest) -> dict[str, Any]:
+    async def search(
+        kb: str, body: SearchRequest, documents: ScopeEntries = None, tags: ScopeEntries = None
+    ) -> dict[str, Any]:
         base = await anyio.to_thread.run_sync(catalog.reader, kb)
-        hits = await anyio.to_thread.run_sync(base.search, body.query, body.k)
+        scope = Scope.of(documents, tags) if documents or tags else None
+        hits = await anyio.to_thread.run_sync(_search, base, body.query, body.k, scope)
         return {"object": "list", "data": [hit_json(n, h) for n, h in enumerate(hits, 1)]}
 
+    app.include_router(sources.router(catalog, options.api_key))
     return app
 
 
+# Repeatable query parameters naming a scope: ?documents=a.pdf&documents=notes/*.md&tags=legal
+ScopeEntries = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=MAX_ENTRY_CHARS)]] | None,
+    Query(max_length=MAX_ENTRIES),
+]
+
+
+def _search(kb: KnowledgeBase, query: str, k: int | None, scope: Scope | None) -> Any:
+    return kb.search(query, k, scope=scope)
+
+
+def _upload_tags(values: list[Any]) -> list[str]:
+    if len(values) > MAX_TAGS_PER_DOCUMENT:
+        raise ApiError(400, f"at most {MAX_TAGS_PER_DOCUMENT} tags per upload", param="tags")
+    return [valid_tag(v) for v in values if isinstance(v, str)]
+
+
 def _add(
-    kb: KnowledgeBase, lock: threading.Lock, name: str, data: bytes, password: str | None
+    kb: KnowledgeBase,
+    lock: threading.Lock,
+    name: str,
+    data: bytes,
+    password: str | None,
+    tags: list[str],
 ) -> FileOutcome:
+    from ..web.originals import keep_pdf
+
     with lock:
-        return kb.add_bytes(name, data, password=password)
+        outcome = kb.add_bytes(name, data, password=password, tags=tags)
+    # Kept for its pages' pictures. Not an encrypted one: decrypting a copy would parse
+    # the upload in this process (the web app does; its passages are shown as text here).
+    pdf = data[:1024].find(b"%PDF-") >= 0
+    if outcome.doc_id and outcome.status != "failed" and pdf and not password:
+        keep_pdf(kb.folder, outcome.doc_id, data)
+    return outcome
 
 
 def _remove(kb: KnowledgeBase, lock: threading.Lock, document_id: str) -> Any:
+    from ..web.originals import kept_path
+
     with lock:
         if not any(r.doc_id == document_id for r in kb.documents()):
             raise ApiError(404, f"no document with id {document_id!r}", "document_not_found")
-        return kb.remove(document_id)
-
-
-# -- chat completions ------------------------------------------------------------
-
-
-def conversation(messages: Sequence[ChatMessage]) -> tuple[str, list[Turn]]:
-    """The question (the last user message) and the earlier question-answer turns."""
-    said = [(m.role, _text(m.content)) for m in messages if m.role in ("user", "assistant")]
-    if not said or said[-1][0] != "user" or not said[-1][1].strip():
-        raise ApiError(400, "the last message must be the user's question", param="messages")
-    question = said[-1][1].strip()
-    if len(question) > MAX_QUESTION_CHARS:
-        raise ApiError(400, f"the question is longer than {MAX_QUESTION_CHARS} characters")
-    turns: list[Turn] = []
-    asked: str | None = None
-    for role, text in said[:-1]:
-        if role == "user":
-            asked = text
-        elif asked is not None:
-            turns.append(Turn(asked, text))
-            asked = None
-    return question, turns
-
-
-def _text(content: str | list[dict[str, Any]] | None) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    parts = []
-    for part in content:
-        if part.get("type") != "text" or not isinstance(part.get("text"), str):
-            raise ApiError(400, "only text message content is supported", param="messages")
-        parts.append(part["text"])
-    return "\n".join(parts)
-
-
-@dataclass(frozen=True)
-class Asking:
-    """One question of a chat completion: the question, the conversation, the style."""
-
-    question: str
-    turns: list[Turn]
-    style: Style | None = None
-
-
-def _start(kb: KnowledgeBase, ask: Asking) -> AnswerStream:
-    return kb.stream(ask.question, style=ask.style, history=ask.turns)
-
-
-async def _answer_steps(kb: KnowledgeBase, ask: Asking) -> AsyncGenerator[str | Answer, None]:
-    """The answer's text as soon as it is known, then the finished ``Answer``.
-
-    Each step runs in a worker thread. Closing this iterator (a client that left)
-    stops iterating the answer stream, which stops the generation.
-    """
-    stream = await anyio.to_thread.run_sync(_start, kb, ask)
-    pieces = iter(stream)
-    try:
-        while (piece := await anyio.to_thread.run_sync(next, pieces, None)) is not None:
-            yield piece
-        yield stream.answer
-    finally:
-        close = getattr(pieces, "close", None)
-        if close is not None:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(close)
-
-
-async def _answer_while_connected(
-    kb: KnowledgeBase, ask: Asking, request: Request
-) -> Answer | None:
-    async with aclosing(_answer_steps(kb, ask)) as steps:
-        async for step in steps:
-            if isinstance(step, Answer):
-                return step
-            if await request.is_disconnected():
-                return None
-    raise AssertionError("the answer stream ended without an answer")
-
-
-class Reply:
-    """The OpenAI-shaped objects of one completion."""
-
-    def __init__(self, model: str) -> None:
-        self.model = model
-        self.id = f"chatcmpl-{uuid.uuid4().hex}"
-        self.created = int(time.time())
-
-    def completion(self, answer: Answer) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "chat.completion",
-            "created": self.created,
-            "model": self.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": answer.text, **_extras(answer)},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": _usage(answer),
-        }
-
-    def chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish}
-        body = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [choice],
-            **extra,
-        }
-        return json.dumps(body, ensure_ascii=False)
-
-
-def _extras(answer: Answer) -> dict[str, Any]:
-    extras = shown_json(answer)  # style, shown, not_shown_because, standalone, answerability
-    return {
-        "refused": answer.refused,
-        "citations": [citation_json(c, answer) for c in answer.citations],
-        "question": extras["standalone"],  # what was searched: the follow-up made standalone
-        **extras,
-    }
-
-
-def _usage(answer: Answer) -> dict[str, int]:
-    # Completion "tokens" are the pieces the model streamed (about one token each).
-    prompt, completion = answer.timings.prompt_tokens, answer.timings.generated_pieces
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-
-
-async def _stream_events(
-    reply: Reply, kb: KnowledgeBase, ask: Asking, ticket: Ticket
-) -> AsyncIterator[str]:
-    try:
-        yield reply.chunk({"role": "assistant", "content": ""})
-        async with ticket:
-            answer: Answer | None = None
-            async with aclosing(_answer_steps(kb, ask)) as steps:
-                async for step in steps:
-                    if isinstance(step, Answer):
-                        answer = step
-                        break
-        assert answer is not None
-        if answer.reply and answer.shown != "draft":
-            # The model's draft the evidence does not state: shown aside, never as content.
-            yield reply.chunk({"reasoning_content": answer.reply})
-        yield reply.chunk({"content": answer.text, **_extras(answer)})
-        yield reply.chunk({}, "stop", usage=_usage(answer))
-    except KbqaError as error:
-        log.error("chat completion failed: %s", error)
-        yield json.dumps(error_body(str(error), "server_error", None))
-    finally:
-        ticket.release()
-    yield "[DONE]"
+        record = kb.remove(document_id)
+        kept_path(kb.folder, record.doc_id).unlink(missing_ok=True)
+        return record
 
 
 # -- running it ----------------------------------------------------------------

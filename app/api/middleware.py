@@ -63,14 +63,22 @@ def error_response(error: StarletteHTTPException) -> JSONResponse:
 
 
 class RequireKey:
-    """Every request needs ``Authorization: Bearer <key>`` (compared in constant time)."""
+    """Every request needs ``Authorization: Bearer <key>`` (compared in constant time),
+    except a GET of a ``signed`` path, whose route checks the link's own signature."""
 
-    def __init__(self, app: ASGIApp, key: str) -> None:
+    def __init__(self, app: ASGIApp, key: str, signed: re.Pattern[str] | None = None) -> None:
         self.app = app
         self._key = key.encode()
+        self._signed = signed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        signed = (
+            self._signed is not None
+            and scope["type"] == "http"
+            and scope["method"] in ("GET", "HEAD")
+            and self._signed.fullmatch(scope["path"])
+        )
+        if scope["type"] == "http" and not signed:
             scheme, _, token = Headers(scope=scope).get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(
                 token.strip().encode(), self._key
