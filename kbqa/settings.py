@@ -38,6 +38,9 @@ class ApiOptions:
     # Where an answer's sources go: a Markdown block at the end of `content` (what any chat
     # app shows), kbqa's structured `citations` field, or both (app/api/sources.py).
     sources: Literal["footer", "field", "both"] = "both"
+    # The address people's browsers reach this server at, for source links; "" : the one
+    # each request came in by (wrong when a chat app reaches kbqa by a private name).
+    public_url: str = ""
 
 
 _LIMITS = ParseLimits()  # the defaults of the read limits, declared there
@@ -149,6 +152,13 @@ class Settings(BaseSettings):
         description="footer: a Markdown sources block ends each answer's content; field: "
         "the structured `citations` only; both",
     )
+    api_public_url: str = Field(
+        default=_API.public_url,
+        pattern=r"^(https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~\-/]*)?)?$",
+        max_length=300,
+        description="the address browsers reach `kbqa api` at, for source links "
+        "(e.g. http://localhost:8000); empty: the address each request came in by",
+    )
 
     @property
     def default_kb(self) -> Path:
@@ -199,6 +209,7 @@ class Settings(BaseSettings):
             self.api_queue_size,
             tuple(self.api_cors_origins),
             self.api_sources,
+            self.api_public_url.rstrip("/"),
         )
 
     def models_key(self) -> str:

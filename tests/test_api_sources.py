@@ -26,7 +26,7 @@ from test_api import QUESTION, KeywordGenerator, chat, make_catalog, serving
 from kbqa.app.api.markdown import inert, plain_turn
 from kbqa.app.api.sources import MAX_MARKS
 from kbqa.qa.knowledge_base import KnowledgeBase
-from kbqa.settings import ApiOptions
+from kbqa.settings import ApiOptions, Settings
 
 MODELS_MD = (
     "# Models\n\nGPT-3 from OpenAI has 175 billion parameters.\n\n"
@@ -225,6 +225,15 @@ def test_link_base_follows_the_reverse_proxy_headers(url: str) -> None:
     response = httpx.post(f"{url}/v1/chat/completions", json=chat(), headers=bad)
     content = response.json()["choices"][0]["message"]["content"]
     assert "](http://127.0.0.1:" in content and "evil" not in content
+
+
+def test_a_public_url_setting_is_the_link_base(home: Path) -> None:
+    options = ApiOptions(public_url="http://localhost:8000/kb")
+    with serving(make_catalog(home, KeywordGenerator()), options) as base:
+        content = message_of(base, chat())["content"]
+    assert "](http://localhost:8000/kb/v1/sources/default/" in content
+    with pytest.raises(ValueError):
+        Settings(api_public_url="javascript:alert(1)")
 
 
 # -- streaming what is known -----------------------------------------------------------------

@@ -176,7 +176,8 @@ def create_app(catalog: Catalog, options: ApiOptions | None = None) -> FastAPI:
         except QueueFull as full:
             headers = {"Retry-After": str(full.retry_after_s)}
             raise ApiError(429, str(full), "rate_limit_exceeded", "requests", headers) from None
-        reply = Reply(body.model, sources.base_url(request), options.sources, options.api_key)
+        base = options.public_url or sources.base_url(request)
+        reply = Reply(body.model, base, options.sources, options.api_key)
         if body.stream:
             events = stream_events(reply, kb, ask, ticket)
             # The ticket is given back when the events end, and again (harmlessly) after
