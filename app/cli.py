@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kb-root", type=Path, help="whose knowledge bases are models too (default: $KBQA_HOME)"
     )
     commands.add_parser("mcp", parents=[common], help="serve an MCP server over stdio")
+    commands.add_parser("doctor", help="which protections the reading process has here")
 
     remove = commands.add_parser("remove", parents=[common], help="remove documents")
     remove.add_argument("documents", nargs="+", help="file name, path or id prefix")
@@ -362,6 +363,13 @@ def _search(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from ..settings import load_settings
+    from .doctor import run_doctor
+
+    return run_doctor(load_settings())
+
+
 def _documents(args: argparse.Namespace) -> int:
     return documents_command(_open(args), args)
 
@@ -417,6 +425,7 @@ _COMMANDS = {
     "ask": _ask,
     "chat": _chat,
     "search": _search,
+    "doctor": _doctor,
     "docs": _documents,
     "tag": _documents,
     "remove": _documents,

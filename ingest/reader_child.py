@@ -1,9 +1,20 @@
 """The reading process: sniffs and parses files for its parent, within limits.
 
 Started by ``ingest.reader_process.ParseWorker`` as ``python -P -m kbqa.ingest.reader_child
---memory-bytes N``; it caps its own address space (RLIMIT_AS) before reading
-anything, so a bomb ends in a MemoryError here, or at worst this process dies;
-the parent enforces the wall-clock limit by killing it.
+--memory-bytes N``, with an environment cleared of secrets and only its pipes
+open; it caps its own address space (RLIMIT_AS) before reading anything, so
+a bomb ends in a MemoryError here, or at worst this process dies; the parent
+enforces the wall-clock limit by killing it. Then, still before reading, it
+applies its sandbox (``ingest.sandbox``: no network, no programs, no file
+opened for writing), forking its OCR helper (``ingest.ocr_broker``) on the way;
+``--no-sandbox`` (``KBQA_READER_SANDBOX=0`` in the parent) skips both, for
+measuring what they cost.
+
+``--test-hook FILE`` is for tests only (tests/hostile/test_sandbox.py): the
+Python in FILE, read before the sandbox, runs once after it, so a test can try
+what a parser exploit would. It is a command-line argument, which only the
+code that starts this process sets; nothing a file or a request carries can
+reach it (requests are read after it ran, and name no file to execute).
 
 Protocol (stdin → requests, stdout → replies, one at a time): a message is one
 line of JSON, the header, then exactly ``header["size"]`` raw bytes, the
@@ -22,9 +33,10 @@ Requests:
   {"op": "ping"} → {"ok": true}
 Failures: {"ok": false, "kind": "rejected" | "memory" | "unexpected", "reason"}.
 Every reply carries "rss" and "peak_rss" (bytes) so the parent can restart a
-worker that kept a large heap. After a MemoryError the worker replies and exits.
-Tesseract runs as this process's children, in its process group (a session of
-its own), so the parent ends them all at once.
+worker that kept a large heap, and, when a protection of the sandbox is
+missing, "unsandboxed": what and why. After a MemoryError the worker replies
+and exits. The OCR helper and its Tesseract processes run in this process's
+group (a session of its own), so the parent ends them all at once.
 """
 
 from __future__ import annotations
@@ -47,6 +59,7 @@ from .limits import ParseLimits
 from .types import TEXT_LAYER, PageOcr, ParsedDocument, Section
 
 MAX_HEADER_BYTES = 1024 * 1024
+_unsandboxed: list[str] = []  # the sandbox's missing protections, told with every reply
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -153,6 +166,8 @@ def handle(
         out = b""
     reply["seconds"] = round(time.perf_counter() - started, 4)
     reply.update(memory_use())
+    if _unsandboxed:
+        reply["unsandboxed"] = _unsandboxed
     return reply, out
 
 
@@ -194,6 +209,35 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _sandbox() -> None:
+    """The sandbox, with the OCR helper forked between its two filters.
+
+    The first filter refuses all but starting programs; the helper, forked
+    then, keeps it alone, so it can start ``tesseract``; the second, on this
+    process only, refuses ``execve``. What is missing is said once, here and
+    by the parent.
+    """
+    from . import ocr_broker, sandbox
+
+    report = sandbox.apply(allow_programs=True)
+    try:
+        ocr_broker.start()  # forked now, while this process is small and has one thread
+    except OSError as error:  # no process to spare: OCR fails, reading goes on
+        _unsandboxed.append(f"ocr_helper: not started ({error}); OCR will fail")
+    report = sandbox.forbid_programs(report)
+    for protection in report.missing:
+        _unsandboxed.append(f"{protection.name}: {protection.detail}")
+    for line in _unsandboxed:
+        print(f"kbqa reader: not sandboxed: {line}", file=sys.stderr)
+
+
+def _read_hook(path: str | None) -> Any:
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as source:
+        return compile(source.read(), path, "exec")
+
+
 def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
     data = stream.read(size)
     return data if data is not None and len(data) == size else None
@@ -202,24 +246,32 @@ def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kbqa-reader", description=__doc__)
     parser.add_argument("--memory-bytes", type=int, default=ParseLimits().memory_bytes)
+    parser.add_argument("--no-sandbox", action="store_true", help="for measuring its cost")
+    parser.add_argument("--test-hook", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     # The protocol owns the real stdout; anything a library prints goes to stderr.
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     requests = sys.stdin.buffer
-    _exit_with_parent()
     _limit_memory(args.memory_bytes)
     # Tesseract processes run side by side, one per core: one thread each, or
     # OpenMP's threads fight over the same cores (measured slower, docs/quality.md).
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    hook = _read_hook(args.test_hook)
+    if not args.no_sandbox:
+        _sandbox()
+    _exit_with_parent()
+    if hook is not None:
+        exec(hook, {"__name__": "kbqa_test_hook"})  # noqa: S102 - tests only, see above
 
     def progress(done: int, total: int) -> None:
         send(replies, progress_header(done, total))
 
     while True:
         line = requests.readline(MAX_HEADER_BYTES)
-        if not line:
-            return 0  # the parent closed the pipe: done
+        if not line:  # the parent closed the pipe: done, and nothing is left to tidy
+            sys.stderr.flush()
+            os._exit(0)  # (a full interpreter shutdown costs the parent's close 15-30 ms)
         header = json.loads(line)
         payload = _read_exactly(requests, int(header.get("size", 0)))
         if payload is None:

@@ -12,7 +12,12 @@ The child is started with ``subprocess`` (fork and exec, never a bare fork:
 the parent may hold threads and torch) and ``python -P``, so a folder named
 ``kbqa`` in the working directory cannot stand in for the package. It runs in
 a session of its own; killing it kills its process group, so the ``tesseract``
-processes it runs for OCR go with it.
+processes it runs for OCR go with it. Its environment holds only locale and
+path variables (``sandbox.child_environment``: no ``KBQA_API_KEY``, no token),
+and it sandboxes itself before reading (``ingest.sandbox``); a protection it
+could not apply is logged here once. ``KBQA_READER_SANDBOX=0`` starts it
+without the sandbox and with this process's environment, as before: for
+``bench/sandbox.py`` to measure the sandbox's cost, not for use.
 
 OCR time: ``limits.seconds`` is for reading a file; when the child announces
 that N pages need OCR, read by W Tesseract processes at once, the file's
@@ -38,11 +43,14 @@ from types import TracebackType
 from typing import IO, Any
 
 from ..errors import IngestError
+from ..text import printable
 from .limits import ParseLimits
 from .reader_child import MAX_HEADER_BYTES, document_from_json
+from .sandbox import child_environment
 from .types import ParsedDocument
 
 log = logging.getLogger(__name__)
+_told_unsandboxed: set[str] = set()  # what was logged, so that each is said once
 
 _CHUNK = 1024 * 1024
 # A worker whose resident memory stays above this share of its limit after a
@@ -141,17 +149,23 @@ class ParseWorker:
 
     # -- the process -------------------------------------------------------------
 
-    def _start(self) -> subprocess.Popen[bytes]:
-        self._stderr = tempfile.TemporaryFile(prefix="kbqa-reader-")
+    def _command(self) -> list[str]:
         command = [sys.executable, "-P", "-m", "kbqa.ingest.reader_child"]
         command += ["--memory-bytes", str(int(self.limits.memory_bytes))]
+        if not sandboxed():
+            command.append("--no-sandbox")
+        return command
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        self._stderr = tempfile.TemporaryFile(prefix="kbqa-reader-")
         process = subprocess.Popen(
-            command,
+            self._command(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
-            close_fds=True,
+            close_fds=True,  # only the pipes and the log: no socket, no file of the caller's
             start_new_session=True,  # a terminal's Ctrl-C goes to the parent, which decides
+            env=child_environment(os.environ) if sandboxed() else None,
         )
         assert process.stdin is not None and process.stdout is not None
         os.set_blocking(process.stdin.fileno(), False)
@@ -223,6 +237,11 @@ class ParseWorker:
                 self._stop(kill=True)
                 raise
             self.peak_rss = max(self.peak_rss, int(reply.get("peak_rss", 0)))
+            for missing in list(reply.get("unsandboxed") or ())[:16]:
+                said = printable(str(missing))[:300]  # from the child: data, escaped
+                if said not in _told_unsandboxed and len(_told_unsandboxed) < 64:
+                    _told_unsandboxed.add(said)
+                    log.warning("the reading process is not sandboxed: %s", said)
             heavy = int(reply.get("rss", 0)) > _RESTART_SHARE * self.limits.memory_bytes
             if reply.get("restart") or heavy:
                 self._stop(kill=False)
@@ -342,6 +361,11 @@ class ParseWorker:
     def _reply_limit(self) -> int:
         """The most a reply may hold: the text limit as UTF-8 JSON, or a page picture."""
         return max(16 * self.limits.max_chars, 8 * self.limits.max_page_pixels) + (16 << 20)
+
+
+def sandboxed() -> bool:
+    """Whether reading processes sandbox themselves (all but ``KBQA_READER_SANDBOX=0``)."""
+    return os.environ.get("KBQA_READER_SANDBOX", "1").strip() != "0"
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -25,6 +25,7 @@ HELPERS = {"__init__", "common", "machine"}  # modules the scripts import, not b
 RUN_ELSEWHERE = {
     "injection": "tests/test_injection.py",
     "first_content": "tests/test_api_sources.py",
+    "sandbox": "tests/hostile/test_sandbox.py",
     "open_webui": "run by hand: python bench/open_webui.py (a 7 GB install, not in make test)",
 }
 

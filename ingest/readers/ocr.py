@@ -1,6 +1,6 @@
 """OCR: the text of page pictures, read by Tesseract (Debian ``tesseract-ocr``).
 
-pytesseract runs one ``tesseract`` process per page, so a page's time limit is
+One ``tesseract`` process runs per page, so a page's time limit is
 a process timeout (``ParseLimits.ocr_seconds_per_page``), a crash ends that
 process and fails that page alone, and pages are read side by side, one
 process per core (``recognize_pages``). Choices, measured in docs/quality.md
@@ -17,10 +17,17 @@ process per core (``recognize_pages``). Choices, measured in docs/quality.md
 - Text is rebuilt from Tesseract's words: a space between words, a newline
   between lines, a blank line between paragraphs; each word keeps its box
   in the picture, so the app can mark a passage on an OCR'd page.
+
+``tesseract`` reads the picture from its stdin and writes its word table to
+its stdout (``ocr_broker.tesseract_arguments``): no temporary file, so the
+sandboxed reading process needs no writable folder. That process may not
+start programs; it hands each run to its OCR helper (``ingest.ocr_broker``),
+which starts ``tesseract`` and nothing else.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -29,6 +36,9 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from .. import ocr_broker
+from ..ocr_broker import TesseractJob, tesseract_command
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -49,6 +59,24 @@ Progress = Callable[[int, int], None]  # (pages done, pages to do)
 
 class OcrUnavailable(Exception):
     """Tesseract (or every language it would need) is not installed; says how to install it."""
+
+
+def run_tesseract(job: TesseractJob) -> bytes:
+    """What ``tesseract`` wrote to stdout for ``job``.
+
+    Raises:
+        RuntimeError: it ran past ``job.seconds`` (killed), as pytesseract says it.
+        pytesseract.TesseractError: it failed (``OSError`` when it cannot be started).
+    """
+    import pytesseract
+
+    done = ocr_broker.runner()(tesseract_command(), job)
+    if done.timed_out:
+        raise RuntimeError("Tesseract process timeout")
+    if done.returncode != 0:
+        message = " ".join(done.stderr.decode("utf-8", "replace").splitlines()).strip()
+        raise pytesseract.TesseractError(done.returncode, message[:2000])
+    return done.stdout
 
 
 @dataclass(frozen=True)
@@ -85,7 +113,8 @@ def tesseract_languages() -> str:
     if shutil.which(command) is None:
         raise OcrUnavailable(f"OCR needs Tesseract, which is not installed: {INSTALL_HINT}")
     try:
-        installed = set(pytesseract.get_languages(config=""))
+        listing = run_tesseract(TesseractJob(None, 60.0)).decode("utf-8", "replace")
+        installed = {line.strip() for line in listing.splitlines()[1:] if line.strip()}
     except (OSError, RuntimeError, pytesseract.TesseractError) as error:
         reason = f"Tesseract does not run ({error}); reinstall: {INSTALL_HINT}"
         raise OcrUnavailable(reason) from None
@@ -116,10 +145,9 @@ def recognize(
     """The text of one picture (straightened first when it is skewed, unless not ``deskew``).
 
     Raises:
-        RuntimeError: ``tesseract`` ran past ``seconds`` (pytesseract killed it).
+        RuntimeError: ``tesseract`` ran past ``seconds`` (it was killed).
         pytesseract.TesseractError: ``tesseract`` failed on this picture.
     """
-    import pytesseract
     from PIL import Image
 
     gray = picture.convert("L")
@@ -131,20 +159,31 @@ def recognize(
     straight = gray
     if abs(skew) >= DESKEW_FROM_DEGREES:
         straight = gray.rotate(skew, Image.Resampling.BICUBIC, expand=True, fillcolor=high)
-    config = f"--dpi {dpi}" if dpi else ""
-    data = pytesseract.image_to_data(
-        straight,
-        lang=languages,
-        config=config,
-        timeout=seconds,
-        output_type=pytesseract.Output.DICT,
-    )
-    text, confidence, words = _assemble(data)
+    png = io.BytesIO()
+    straight.save(png, format="PNG", compress_level=1)
+    job = TesseractJob(languages, seconds, dpi or None, png.getvalue())
+    text, confidence, words = _assemble(_table(run_tesseract(job)))
     if straight is not gray:
         words = [
             OcrWord(w.start, w.end, _unrotate(w.box, skew, straight.size, gray.size)) for w in words
         ]
     return OcrText(text, confidence, tuple(words), picture.size, skew)
+
+
+def _table(tsv: bytes) -> dict[str, list[object]]:
+    """Tesseract's TSV as columns (``level``, ``text``, …), as pytesseract's Output.DICT."""
+    rows = [row.split("\t") for row in tsv.decode("utf-8", "replace").strip().split("\n")]
+    if len(rows) < 2:
+        return {"text": [], "level": []}
+    header, rows = rows[0], rows[1:]
+    if len(rows[-1]) < len(header):  # a last word that is empty loses its cell
+        rows[-1].append("")
+    table: dict[str, list[object]] = {
+        name: [row[i] for row in rows if len(row) > i] for i, name in enumerate(header)
+    }
+    # whole-number confidences, as pytesseract gave them (the measured means assume it)
+    table["conf"] = [str(int(float(str(value)))) for value in table.get("conf", [])]
+    return table
 
 
 def _assemble(data: dict[str, list[object]]) -> tuple[str, float, list[OcrWord]]:
