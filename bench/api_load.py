@@ -115,7 +115,7 @@ async def ask(client: httpx.AsyncClient, url: str, outcome: Outcome, tally: Tall
                             delta.get("reasoning_content") or delta.get("content")
                         ):
                             outcome.first_piece_s = time.perf_counter() - started
-                        if delta.get("content"):
+                        if "refused" in delta:  # on the last piece (the evidence may come first)
                             outcome.refused = delta["refused"]
                     if not done or outcome.refused is None:
                         outcome.error = "stream ended without an answer"

@@ -146,9 +146,10 @@ def test_stream_yields_the_checked_answer_then_the_answer(tmp_path: Path, corpus
     stream = kb.stream("How long do I boil the pasta?", style="short")
     pieces = list(stream)
     # The draft is checked before anything is shown: one text piece, the answer as shown;
-    # an empty piece per model piece before it (where a consumer may stop the model).
+    # before it an empty piece once the evidence is chosen (a front door may show it then),
+    # and one per model piece (where a consumer may stop the model).
     assert [p for p in pieces if p] == ["nine minutes [1]"] == [stream.answer.text]
-    assert pieces[:-1] == ["", ""]
+    assert pieces[:-1] == ["", "", ""]
     assert stream.answer.citations[0].name == "cooking.txt"
     assert stream.answer.timings.generated_pieces == 2  # the model's two words
 
