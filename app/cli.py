@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -217,6 +218,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         say(file=sys.stderr)
         return 130
+
+
+def command_line() -> int:
+    """The ``kbqa`` program: ``main`` on the process's arguments, then a quick exit.
+
+    Once a model is loaded, the interpreter's final garbage collection walks the
+    million objects torch, transformers and scikit-learn created: 1.1-1.3 s of every
+    ``kbqa ingest`` or ``kbqa ask`` spent after the work is done. The process ends
+    next, so they are frozen out of the collector (``gc.freeze``); exit handlers
+    still run, files are still flushed and closed. Not in ``main``, which tests
+    call in-process.
+    """
+    code = main()
+    gc.freeze()
+    return code
 
 
 def _open(args: argparse.Namespace, create: bool = False) -> KnowledgeBase:
@@ -436,4 +452,4 @@ _COMMANDS = {
 }
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command_line())

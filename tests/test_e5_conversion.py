@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -68,10 +69,11 @@ def e5(e5_folder: Path):
 
 @pytest.mark.slow
 def test_conversion_happens_once_into_the_cache(e5_folder: Path) -> None:
+    from kbqa.models.e5 import FOLDER_REVISION
     from kbqa.models.registry import MODELS, local_folder
 
     sha256 = MODELS["multilingual-e5-small"].sha256
-    assert e5_folder.name == f"multilingual-e5-small-{sha256[:12]}"
+    assert e5_folder.name == f"multilingual-e5-small-{sha256[:12]}-r{FOLDER_REVISION}"
     assert e5_folder.parent.name == "models"
     weights = e5_folder / "model.safetensors"
     before = weights.stat().st_mtime_ns
@@ -79,6 +81,18 @@ def test_conversion_happens_once_into_the_cache(e5_folder: Path) -> None:
     assert weights.stat().st_mtime_ns == before
     leftovers = [p.name for p in e5_folder.parent.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+def test_the_tokenizer_config_lists_the_added_tokens(e5_folder: Path) -> None:
+    # Listed in tokenizer_config.json, transformers need not parse tokenizer.json in
+    # Python to find them; they must be the tokenizer's own.
+    from tokenizers import Tokenizer
+
+    config = json.loads((e5_folder / "tokenizer_config.json").read_text())
+    listed = {int(i): t["content"] for i, t in config["added_tokens_decoder"].items()}
+    own = Tokenizer.from_file(str(e5_folder / "tokenizer.json")).get_added_tokens_decoder()
+    assert listed == {i: t.content for i, t in own.items()}
+    assert {"<s>", "</s>", "<pad>", "<unk>", "<mask>"} == set(listed.values())
 
 
 @pytest.mark.slow
