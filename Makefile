@@ -91,7 +91,8 @@ kb: setup $(VENV)/.ocr
 	$(BIN)/kbqa ingest --sync --reembed corpora
 
 # Benchmarks (not tests): run on a quiet machine; results land in bench/results/ (each
-# with its commit, machine and settings), tables in docs/performance.md. About 20 minutes
+# with its commit, machine and settings), and tools/bench_report.py renders their tables
+# into bench/results/report.md, which docs/performance.md copies. About 20 minutes
 # on 2 cores, plus the answer styles. The LangChain pipeline that bench/ingest.py compares
 # against is installed here only. Answer speed per style and LLM, side by side: `auto` is
 # the configured LLM (resolved as the CLI does); an LLM that is not installed (the 1.5B on
@@ -106,6 +107,7 @@ bench: setup $(VENV)/.bench
 	  --llms $(BENCH_LLMS)
 	$(BIN)/python bench/limits.py  # reads answer.json: decode and prefill against the bounds
 	$(BIN)/python bench/embedders.py --quick --out bench/results/embedders.json
+	$(BIN)/python tools/bench_report.py --out bench/results/report.md  # the tables, from this run
 
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

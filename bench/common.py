@@ -77,7 +77,8 @@ def evaluation() -> ModuleType:
 
 
 def commit() -> dict[str, Any]:
-    """The commit this tree is at, and whether it has uncommitted changes."""
+    """The commit this tree is at, and whether it has uncommitted changes besides
+    bench/results/ (which a ``make bench`` run rewrites as it goes)."""
 
     def git(*args: str) -> str:
         done = subprocess.run(
@@ -86,7 +87,8 @@ def commit() -> dict[str, Any]:
         return done.stdout.strip() if done.returncode == 0 else ""
 
     sha = git("rev-parse", "HEAD")
-    return {"sha": sha or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
+    return {"sha": sha or None, "dirty": bool(changed)}
 
 
 def settings_record(settings: Any | None = None) -> dict[str, Any]:

@@ -22,12 +22,25 @@ def pick_device(preference: str = "auto") -> str:
     """``cuda`` when asked for or when ``auto`` finds a GPU, else ``cpu``; logged once."""
     if preference != "auto":
         device = preference
+    elif torch_build_is_cpu_only():
+        device = "cpu"  # known without importing torch (0.8 s): e.g. an unchanged re-ingest
     else:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     log.info("models run on %s", device)
     return device
+
+
+def torch_build_is_cpu_only() -> bool:
+    """True when the installed torch is a CPU build (its version ends in ``+cpu``), which
+    can never see a GPU; read from the package metadata, torch itself not imported."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch").endswith("+cpu")
+    except PackageNotFoundError:
+        return False
 
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")

@@ -103,6 +103,35 @@ def test_importing_the_api_does_not_import_torch_or_faiss() -> None:
     assert out.stdout.split() == ["False", "False"]
 
 
+def test_auto_llm_on_a_cpu_build_of_torch_is_chosen_without_importing_it() -> None:
+    # With the 1.5B installed, `auto` asks for the device; a CPU build of torch answers
+    # from its metadata, so opening a knowledge base (an unchanged re-ingest) stays fast.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, importlib.metadata as m\n"
+        "real = m.version\n"
+        "m.version = lambda name: '2.13.0+cpu' if name == 'torch' else real(name)\n"
+        "from kbqa.models import registry\n"
+        "registry.installed = lambda name: True\n"
+        "print(registry.choose_generator('auto') == registry.DEFAULT_LLM, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False"]
+
+
+def test_a_torch_build_with_cuda_is_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    from kbqa.models import device
+
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "2.13.0")
+    assert device.torch_build_is_cpu_only() is False
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "2.13.0+cpu")
+    assert device.torch_build_is_cpu_only() is True
+
+
 def test_precision_auto_takes_bfloat16_only_where_the_cpu_computes_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
