@@ -92,8 +92,8 @@ kb: setup $(VENV)/.ocr
 
 # Benchmarks (not tests): run on a quiet machine; results land in bench/results/ (each
 # with its commit, machine and settings), and tools/bench_report.py renders their tables
-# into bench/results/report.md, which docs/performance.md copies. About 20 minutes
-# on 2 cores, plus the answer styles. The LangChain pipeline that bench/ingest.py compares
+# into bench/results/report.md, which docs/performance.md copies. About 21 minutes
+# on 2 cores with the 1.5B installed (2026-12-05), 15 without it. The LangChain pipeline that bench/ingest.py compares
 # against is installed here only. Answer speed per style and LLM, side by side: `auto` is
 # the configured LLM (resolved as the CLI does); an LLM that is not installed (the 1.5B on
 # a CPU machine: `make larger-llm`) or a style the settings reject is skipped with a
