@@ -92,9 +92,11 @@ kb: setup $(VENV)/.ocr
 
 # Benchmarks (not tests): run on a quiet machine; results land in bench/results/ (each
 # with its commit, machine and settings), and tools/bench_report.py renders their tables
-# into bench/results/report.md, which docs/performance.md copies. About 21 minutes
-# on 2 cores with the 1.5B installed (2026-12-05), 15 without it. The LangChain pipeline that bench/ingest.py compares
-# against is installed here only. Answer speed per style and LLM, side by side: `auto` is
+# into bench/results/report.md, which docs/performance.md copies. About 30 minutes
+# on 2 cores with the 1.5B installed (2026-12-05), 20 without it. The LangChain pipeline
+# that bench/ingest.py compares against is installed here only. Decoding speed and answer
+# speed per style and LLM, each with and without the int8 decode copy (KBQA_LLM_INT8_DECODE),
+# side by side: `auto` is
 # the configured LLM (resolved as the CLI does); an LLM that is not installed (the 1.5B on
 # a CPU machine: `make larger-llm`) or a style the settings reject is skipped with a
 # message. Every script's --smoke mode runs in `make test` (tests/test_bench_smoke.py).
@@ -103,8 +105,9 @@ BENCH_LLMS ?= auto,qwen2.5-coder-0.5b-instruct,qwen2.5-coder-1.5b-instruct
 bench: setup $(VENV)/.bench
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/ingest.py --startup
+	$(BIN)/python bench/decode.py --llms $(BENCH_LLMS)
 	$(BIN)/python bench/answer.py --baseline-questions 25 --styles $(BENCH_STYLES) \
-	  --llms $(BENCH_LLMS)
+	  --llms $(BENCH_LLMS) --int8-decode on,off
 	$(BIN)/python bench/limits.py  # reads answer.json: decode and prefill against the bounds
 	$(BIN)/python bench/embedders.py --quick --out bench/results/embedders.json
 	$(BIN)/python tools/bench_report.py --out bench/results/report.md  # the tables, from this run

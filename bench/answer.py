@@ -226,7 +226,10 @@ def run_ours(plan: dict[str, Any], profile: bool) -> dict[str, Any]:
 
     def settings_for(style: str, max_new_tokens: int = plan["max_new_tokens"]) -> Any:
         return load_settings(
-            max_new_tokens=max_new_tokens, llm_model=plan["llm"], answer_style=style
+            max_new_tokens=max_new_tokens,
+            llm_model=plan["llm"],
+            answer_style=style,
+            llm_int8_decode=plan.get("int8_decode"),
         )
 
     with tempfile.TemporaryDirectory() as folder:
@@ -662,12 +665,12 @@ def styles_table(rows: list[dict[str, Any]]) -> str:
         return "—" if value is None else f"{value:g}"
 
     lines = [
-        f"{'LLM':<30}{'style':<10}{'n':>4}{'first p50':>10}{'first p95':>10}{'total p50':>10}"
+        f"{'LLM':<46}{'style':<10}{'n':>4}{'first p50':>10}{'first p95':>10}{'total p50':>10}"
         f"{'total p95':>10}{'decode/s':>9}{'refused':>8}{'target':>8}",
     ]
     for row in rows:
         lines.append(
-            f"{row['llm']:<30}{row['style']:<10}{row['questions']:>4}"
+            f"{row['llm']:<46}{row['style']:<10}{row['questions']:>4}"
             f"{cell(row['first_shown_s']['p50']):>10}{cell(row['first_shown_s']['p95']):>10}"
             f"{cell(row['total_s']['p50']):>10}{cell(row['total_s']['p95']):>10}"
             f"{cell(row['decode_tokens_per_s']['p50']):>9}{row['refused']:>8}"
@@ -713,6 +716,13 @@ def available_llms(llms: list[str]) -> list[str]:
     return kept
 
 
+def run_label(llm: str, int8: bool, values: list[bool]) -> str:
+    """The LLM's name, marked where its run differs from the configured decode weights."""
+    if len(values) == 1 and values[0] == load_settings().llm_int8_decode:
+        return llm
+    return f"{llm} · int8 decode {'on' if int8 else 'off'}"
+
+
 def listed(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
@@ -738,6 +748,10 @@ def main() -> None:
         "--llms", help="LLMs side by side, e.g. auto,qwen2.5-coder-1.5b-instruct (auto, the "
         "default: the configured one, resolved as the CLI resolves it)"
     )  # fmt: skip
+    parser.add_argument(
+        "--int8-decode", help="on,off: each LLM with and without the int8 copy for its "
+        "one-token steps (the setting llm_int8_decode; default: the configured one)"
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", action="store_true", help=f"also write {PROFILE_OUT.name}")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "answer.json")
@@ -758,6 +772,9 @@ def main() -> None:
     styles = accepted_styles(listed(args.styles) or [settings.answer_style])
     named = [resolved_llm(settings) if n == "auto" else n for n in listed(args.llms) or ["auto"]]
     llms = available_llms(list(dict.fromkeys(named)))  # auto may name one listed again
+    int8_decode = [value == "on" for value in listed(args.int8_decode)] or [
+        settings.llm_int8_decode
+    ]
     if not styles or not llms:
         raise SystemExit("answer.py: no answer style or no LLM left to measure")
     count = args.questions or (2 if args.smoke else 10 if args.quick else 50)
@@ -780,9 +797,11 @@ def main() -> None:
     started = time.perf_counter()
     per_llm: dict[str, Any] = {}
     style_rows: list[dict[str, Any]] = []
-    for llm in llms:
-        plan["llm"] = llm
-        ours = run_side("ours", plan, args.profile and llm == llms[0])
+    runs = [(llm, int8) for llm in llms for int8 in int8_decode]
+    for llm, int8 in runs:
+        plan["llm"], plan["int8_decode"] = llm, int8
+        label = run_label(llm, int8, int8_decode)
+        ours = run_side("ours", plan, args.profile and (llm, int8) == runs[0])
         # The model's figures (and the baseline's prompts) come from the first style that
         # asked the LLM: the evidence style may answer without it.
         model_style = next(
@@ -792,7 +811,7 @@ def main() -> None:
         asked = [r for r in ours["styles"][model_style]["rows"] if r["asked_llm"]]
         paired = asked[:baseline_questions] if baseline_questions else asked
         baseline = None
-        if baseline_questions >= 0 and paired:
+        if baseline_questions >= 0 and paired and int8 == int8_decode[0]:  # once per LLM
             folder = str(local_folder(llm, "generator", settings.cache_dir))
             baseline_plan = plan | {
                 "model_folder": folder,
@@ -801,11 +820,17 @@ def main() -> None:
             }
             baseline = run_side("baseline", baseline_plan, False)
         ours.pop("warm_up_messages")
-        per_llm[llm] = {"ours": ours, "baseline": baseline, "paired": paired, "style": model_style}
-        style_rows += [style_summary(llm, s, ours["styles"][s]["rows"]) for s in styles]
+        per_llm[label] = {
+            "ours": ours,
+            "baseline": baseline,
+            "paired": paired,
+            "style": model_style,
+        }
+        style_rows += [style_summary(label, s, ours["styles"][s]["rows"]) for s in styles]
     elapsed = time.perf_counter() - started
 
-    first = per_llm[llms[0]]
+    first_label = run_label(*runs[0], int8_decode)
+    first = per_llm[first_label]
     ours, baseline, paired = first["ours"], first["baseline"], first["paired"]
     rows = ours["styles"][first["style"]]["rows"]
     summary = summarize({**ours, "rows": rows}, baseline)
@@ -824,6 +849,7 @@ def main() -> None:
         "setup": {
             "llm_model": settings.llm_model,
             "llms": llms,
+            "int8_decode": ["on" if value else "off" for value in int8_decode],
             "styles": styles,
             "embedding_model": ours["embedding_model"],
             "top_k": ours["top_k"],
@@ -842,7 +868,7 @@ def main() -> None:
             "torch_threads": torch_threads(),
         },
         "ours": {
-            "llm": llms[0],
+            "llm": first_label,
             "style": first["style"],
             "dtype": ours["llm_dtype"],
             "llm_load_s": ours["llm_load_s"],
@@ -887,7 +913,7 @@ def main() -> None:
     print(table(summary))
     print(
         f"{len(questions)} questions ({results['setup']['asked_llm']} reached the LLM), "
-        f"max_new_tokens {max_new_tokens}, top_k {ours['top_k']}; {llms[0]} {first['style']}: "
+        f"max_new_tokens {max_new_tokens}, top_k {ours['top_k']}; {first_label} {first['style']}: "
         f"dtype ours {ours['llm_dtype']}, baseline "
         f"{baseline['dtype'] if baseline else '—'} on the first {len(paired)}; same reply "
         f"{same_reply}/{len(paired)}; ours {ours['process_s']} s, baseline "

@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--llms", default="qwen2.5-coder-0.5b-instruct")
     parser.add_argument("--languages", default="es,en")
     parser.add_argument("--limit", type=int, default=200)
+    parser.add_argument(
+        "--int8-decode", default="on", help="on,off: each LLM with and without the int8 copy "
+        "of its weights for one-token steps, compared paired (models/int8_decode.py)"
+    )  # fmt: skip
     parser.add_argument("--smoke", action="store_true", help="2 questions, smallest models")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -59,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from kbqa.qa.citations import strip_markers
     from kbqa.settings import load_settings
 
+    int8_values = [value == "on" for value in args.int8_decode.split(",")]
     styles = args.styles.split(",")
     llms = args.llms.split(",")
     languages = args.languages.split(",")
@@ -79,14 +84,18 @@ def main(argv: list[str] | None = None) -> int:
         kb = open_kb(f"xquad-{language}", paragraphs, embedding_model)
         scoring = "es" if language == "es" else "en"
         rows: dict[str, list[dict[str, Any]]] = {}
-        for llm in llms:
-            kb.generator = TransformersGenerator(llm, settings.cache_dir, settings.device,
-                                                 settings.precision)  # fmt: skip
+        for llm, int8 in [(llm, value) for llm in llms for value in int8_values]:
+            kb.generator = TransformersGenerator(
+                llm, settings.cache_dir, settings.device, settings.precision,
+                int8_decode=int8,
+            )  # fmt: skip
             kb.ask(questions[0]["question"], style="short")  # load and warm up
             for style in styles:
-                if style == "evidence" and llm != llms[0]:
+                if style == "evidence" and (llm, int8) != (llms[0], int8_values[0]):
                     continue  # no model runs: the same for every LLM
                 key = style if style == "evidence" else f"{style} · {llm}"
+                if len(int8_values) > 1 and style != "evidence":
+                    key += f" · int8 decode {'on' if int8 else 'off'}"
                 rows[key] = []
                 for q in questions:
                     started = time.perf_counter()
@@ -109,6 +118,16 @@ def main(argv: list[str] | None = None) -> int:
         result["sets"][language] = {
             key: {**summarize(values), "per_question": values} for key, values in rows.items()
         }
+        if len(int8_values) > 1:
+            result.setdefault("int8_decode_paired", {})[language] = {
+                f"{style} · {llm}": paired(
+                    rows[f"{style} · {llm} · int8 decode on"],
+                    rows[f"{style} · {llm} · int8 decode off"],
+                )
+                for llm in llms
+                for style in styles
+                if style != "evidence"
+            }
     out = args.out or (
         Path(tempfile.gettempdir()) / "answer_styles_smoke.json"
         if args.smoke
@@ -121,7 +140,28 @@ def main(argv: list[str] | None = None) -> int:
     for language, table in result["sets"].items():
         for key, row in table.items():
             print(language, key, {k: v for k, v in row.items() if k != "per_question"})
+    for language, table in result.get("int8_decode_paired", {}).items():
+        for key, row in table.items():
+            print(language, key, "int8 decode on vs off:", row)
     return 0
+
+
+def paired(on: list[dict[str, Any]], off: list[dict[str, Any]]) -> dict[str, Any]:
+    """int8 decode on against off on the same questions: identical answers shown, the F1
+    difference (on - off) with its paired bootstrap interval, and the speed ratio."""
+    assert [q["id"] for q in on] == [q["id"] for q in off]
+    differences = [a["f1"] - b["f1"] for a, b in zip(on, off, strict=True)]
+    return {
+        "questions": len(on),
+        "same_answer": sum(a["shown"] == b["shown"] for a, b in zip(on, off, strict=True)),
+        "f1_difference": round(100 * statistics.mean(differences), 1),
+        "f1_difference_ci95": [round(100 * x, 1) for x in bootstrap(differences)],
+        "seconds_p50_ratio": round(
+            statistics.median(a["seconds"] for a in on)
+            / statistics.median(b["seconds"] for b in off),
+            3,
+        ),
+    }
 
 
 def summarize(values: list[dict[str, Any]]) -> dict[str, Any]:

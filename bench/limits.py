@@ -169,7 +169,7 @@ def model_weights(folder: Path) -> ModelWeights:
 def peak_for(dtype: str, matmul: dict[str, float | None]) -> float:
     """The matmul peak that applies to weights of ``dtype``; fp16 and other types
     have no measured CPU kernel here, so fp32's stands in."""
-    peak = matmul["bf16"] if dtype == "bfloat16" else matmul["fp32"]
+    peak = matmul["bf16"] if dtype.partition("+")[0] == "bfloat16" else matmul["fp32"]
     assert peak is not None
     return peak
 
@@ -177,7 +177,13 @@ def peak_for(dtype: str, matmul: dict[str, float | None]) -> float:
 def bounds(
     weights: ModelWeights, dtype: str, bandwidth_gbs: float, peak_gflops: float
 ) -> dict[str, float]:
-    bytes_per_token = weights.read_per_token_params * DTYPE_BYTES[dtype]
+    # "bfloat16+int8 decode": one-token steps read the linears' int8 copy (one byte a
+    # weight) and the norms in the model's dtype (models/int8_decode.py).
+    dtype, _, decode_copy = dtype.partition("+")
+    linear_bytes = DTYPE_BYTES["int8"] if decode_copy else DTYPE_BYTES[dtype]
+    bytes_per_token = (
+        weights.read_per_token_params - weights.other_params
+    ) * linear_bytes + weights.other_params * DTYPE_BYTES[dtype]
     # Prefill: generate computes logits for the last prompt token only, so a prompt
     # token costs the layers' linears; attention (~4·layers·T·hidden per token) is extra.
     flops_per_prompt_token = 2 * (weights.layer_linear_params + weights.other_params)
@@ -196,7 +202,10 @@ def side_dtypes(answers: dict[str, Any] | None, dtype: str | None) -> dict[str, 
     pipeline keeps fp32), or the one given, for kbqa alone."""
     if dtype or not answers:
         return {"ours": dtype or "float32"}
-    return {side: answers[side]["dtype"] for side in ("ours", "baseline") if answers.get(side)}
+    dtypes = {side: answers[side]["dtype"] for side in ("ours", "baseline") if answers.get(side)}
+    if (answers.get("setup", {}).get("int8_decode") or ["off"])[0] == "on" and "ours" in dtypes:
+        dtypes["ours"] += "+int8 decode"
+    return dtypes
 
 
 def measured_fractions(
@@ -251,7 +260,9 @@ def main() -> None:
     )
     dtypes = side_dtypes(answers, args.dtype)
     settings = load_settings()
-    llm = (answers or {}).get("ours", {}).get("llm") or resolved_llm(settings)
+    # answer.json labels a run "NAME · int8 decode on|off" when it measured both.
+    llm = ((answers or {}).get("ours", {}).get("llm") or "").split(" · ")[0]
+    llm = llm or resolved_llm(settings)
     folder = local_folder(llm, "generator", settings.cache_dir)
 
     repeats = 1 if args.smoke else 3 if args.quick else 5
@@ -262,7 +273,7 @@ def main() -> None:
     best_read = max(bandwidth["numpy_sum_read"], bandwidth["torch_sum_read"])
     limits = {
         dtype: bounds(weights, dtype, best_read, peak_for(dtype, matmul))
-        for dtype in sorted(set(dtypes.values()))
+        for dtype in sorted(set(dtypes.values()) | {"float32", "bfloat16"})
     }
 
     results: dict[str, Any] = {

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto", description="auto: bfloat16 where the CPU or GPU computes it natively"
     )
+    llm_int8_decode: bool = Field(
+        default=True,
+        description="on a CPU, the LLM's one-token decoding steps read an int8 copy of its "
+        "weights: 1.8x the tokens/s, +1 byte per weight of memory; prompts keep the model's "
+        "own weights (models/int8_decode.py)",
+    )
     top_k: int = Field(default=_ANSWER.top_k, ge=1, le=100)
     retrieval: Retrieval = _ANSWER.retrieval
     answer_style: Style = Field(
@@ -233,7 +239,14 @@ class Settings(BaseSettings):
 
 
 # What ``load_models`` reads: processes (the app) may share models across equal values.
-MODEL_FIELDS = ("embedding_model", "llm_model", "device", "precision", "cache_dir")
+MODEL_FIELDS = (
+    "embedding_model",
+    "llm_model",
+    "device",
+    "precision",
+    "llm_int8_decode",
+    "cache_dir",
+)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .device import MODEL_LOADING, pick_device, pick_precision, torch_dtype
+from .model_thread import MODEL_THREAD
 from .registry import local_folder
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,9 @@ class SentenceTransformerEmbedder:
     def model(self) -> Any:
         if self._model is not None:  # loaded: no lock on the embedding path
             return self._model
+        return MODEL_THREAD.call(self._load)
+
+    def _load(self) -> Any:
         with MODEL_LOADING:
             if self._model is None:
                 from sentence_transformers import SentenceTransformer
@@ -130,13 +134,15 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         model = self.model
-        vectors = model.encode(
-            texts,
-            prompt_name=kind if model.prompts.get(kind) else None,
-            batch_size=self._batch_size or _batch_size(model.device.type),
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
+        vectors = MODEL_THREAD.call(
+            lambda: model.encode(
+                texts,
+                prompt_name=kind if model.prompts.get(kind) else None,
+                batch_size=self._batch_size or _batch_size(model.device.type),
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         )
         # Lower-precision models return their own float type; vectors are stored as float32.
         return np.ascontiguousarray(vectors, dtype=np.float32)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from ..errors import ModelError
 from .device import MODEL_LOADING, pick_device, pick_precision, torch_dtype
+from .model_thread import MODEL_THREAD
 from .registry import local_folder
 
 log = logging.getLogger(__name__)
@@ -39,18 +40,26 @@ class TransformersGenerator:
     """
 
     def __init__(
-        self, name: str, cache_dir: Path, device: str = "auto", precision: str = "auto"
+        self,
+        name: str,
+        cache_dir: Path,
+        device: str = "auto",
+        precision: str = "auto",
+        int8_decode: bool = True,
     ) -> None:
         self.name = name
         self._cache_dir = Path(cache_dir)
         self._device = device
         self._precision = precision
+        self._int8_decode = int8_decode  # on a CPU only (models/int8_decode.py)
         self._model: Any = None
         self._tokenizer: Any = None
 
     def load(self) -> None:
-        if self._model is not None:  # loaded: answering takes no lock
-            return
+        if self._model is None:  # loaded: answering takes no lock
+            MODEL_THREAD.call(self._load)
+
+    def _load(self) -> None:
         with MODEL_LOADING:
             if self._model is not None:
                 return
@@ -68,8 +77,19 @@ class TransformersGenerator:
                 )
             except OSError as error:
                 raise ModelError(f"cannot load LLM {self.name!r} from {where}: {error}") from error
-            self._model = model.to(device).eval()  # type: ignore[arg-type]
-            log.info("LLM %s loaded from %s on %s in %s", self.name, where, device, precision)
+            model = model.to(device).eval()  # type: ignore[arg-type]
+            decode = "its own weights"
+            if self._int8_decode and device == "cpu":
+                from .int8_decode import add_int8_decode_weights, int8_decode_supported
+
+                if int8_decode_supported():
+                    added = add_int8_decode_weights(model)
+                    decode = f"an int8 copy of its weights (+{added / 2**20:.0f} MiB)"
+            self._model = model
+            log.info(
+                "LLM %s loaded from %s on %s in %s; one-token steps read %s",
+                self.name, where, device, precision, decode,
+            )  # fmt: skip
 
     @property
     def tokenizer(self) -> Any:
@@ -97,7 +117,11 @@ class TransformersGenerator:
         abandoned = threading.Event()
 
         class StopWhenAbandoned(StoppingCriteria):
+            """Checked after each token, on the model thread: also lets a question
+            waiting to be embedded go first instead of after the whole answer."""
+
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                MODEL_THREAD.run_short_tasks()
                 return torch.full((input_ids.shape[0],), abandoned.is_set(), dtype=torch.bool)
 
         def generate() -> None:
@@ -118,8 +142,7 @@ class TransformersGenerator:
                 failure.append(error)
                 streamer.end()
 
-        worker = threading.Thread(target=generate, daemon=True)
-        worker.start()
+        generation = MODEL_THREAD.start_long(generate)
         finished = False
         try:
             for piece in streamer:
@@ -127,12 +150,13 @@ class TransformersGenerator:
                     yield piece
             finished = True
         finally:
-            if not finished:
+            if not finished and not generation.cancel():  # cancelled: it never started
                 # Closed early (GeneratorExit): stop decoding instead of finishing unseen,
-                # and drain what was already queued until the worker signals its end.
+                # and drain what was already queued until the generation signals its end.
                 abandoned.set()
                 for _ in streamer:
                     pass
-            worker.join()
+            if not generation.cancelled():
+                generation.result()
         if failure:
             raise ModelError(f"generation failed: {failure[0]}") from failure[0]

@@ -385,6 +385,7 @@ def load_models(settings: Settings) -> tuple[Embedder, Generator]:
         settings.cache_dir,
         settings.device,
         settings.precision,
+        int8_decode=settings.llm_int8_decode,
     )
     return embedder, generator
 

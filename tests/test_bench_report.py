@@ -31,7 +31,7 @@ def test_every_section_renders_from_the_kept_results() -> None:
         # Each corpus's kbqa row carries its wall time and its ratio to the baseline.
         ours = f"| **kbqa** | {row['ours']['wall_s']:g} |"
         assert ours in text, ours
-    for title in ("Ingest", "Search at scale", "Answer speed", "limits", "Embedders"):
+    for title in ("Ingest", "Search at scale", "Decoding", "Answer speed", "limits", "Embedders"):
         assert f"## {title}" in text or title in text
     assert "Not measured" not in text and "Skipped" not in text
     assert text.count("|---|") >= 6  # one table per section at least

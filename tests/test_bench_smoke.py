@@ -36,6 +36,7 @@ class Smoke:
     slow: bool = False  # loads a real model
     may_skip: str = ""  # why this script may skip here ("" : it must run)
     timeout_s: int = 240
+    arguments: tuple[str, ...] = ()  # besides --smoke and --out
 
 
 SMOKES = {
@@ -48,12 +49,23 @@ SMOKES = {
     "ocr": Smoke(("fixture_cer", "speed"), may_skip="no Tesseract"),
     "limits": Smoke(("bounds", "model", "bandwidth_gb_per_s"), slow=True),
     "embedders": Smoke(("models",), slow=True),
+    "decode": Smoke(("llms", "tokens"), slow=True),
     "ingest": Smoke(("results", "baseline_skipped"), slow=True, timeout_s=420),
-    "answer": Smoke(("summary", "styles", "per_question"), slow=True, timeout_s=420),
+    "answer": Smoke(
+        ("summary", "styles", "per_question"),
+        slow=True,
+        timeout_s=420,
+        arguments=("--int8-decode", "on,off"),  # both runs side by side, labelled
+    ),
     "api_load": Smoke(("summary",), slow=True, timeout_s=420),
     "ray_ingest": Smoke(("runs",), slow=True, timeout_s=420),
     "fit_evidence": Smoke(("report",), slow=True),
-    "answer_styles": Smoke(("sets",), slow=True, timeout_s=420),
+    "answer_styles": Smoke(
+        ("sets", "int8_decode_paired"),
+        slow=True,
+        timeout_s=420,
+        arguments=("--int8-decode", "on,off"),
+    ),
 }
 
 
@@ -85,7 +97,7 @@ def params() -> list[Any]:
 def test_smoke_run_writes_its_result(name: str, smoke: Smoke, tmp_path: Path) -> None:
     out = tmp_path / f"{name}.json"
     done = subprocess.run(
-        [sys.executable, str(BENCH / f"{name}.py"), "--smoke", "--out", str(out)],
+        [sys.executable, str(BENCH / f"{name}.py"), "--smoke", "--out", str(out), *smoke.arguments],
         capture_output=True,
         text=True,
         timeout=smoke.timeout_s,
@@ -101,6 +113,11 @@ def test_smoke_run_writes_its_result(name: str, smoke: Smoke, tmp_path: Path) ->
         assert smoke.may_skip, f"{name} skipped: {result['skipped']}"
         pytest.skip(f"{name}: {result['skipped']}")
     missing = [field for field in smoke.fields if field not in result]
+    if name == "answer":  # one row per (LLM, int8 decode, style)
+        assert {row["llm"].rsplit(" · ", 1)[-1] for row in result["styles"]} == {
+            "int8 decode on",
+            "int8 decode off",
+        }
     assert not missing, f"{name}: no {missing} in {sorted(result)}"
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".json") == [], (
         f"{name} left files in its working directory"

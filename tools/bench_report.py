@@ -225,6 +225,11 @@ def limits_table(result: Result) -> str:
             f"{number(bounds['bfloat16']['decode_bound_tokens_per_s'], 1)} / "
             f"{number(bounds['float32']['decode_bound_tokens_per_s'], 1)}",
         ],
+        *(
+            [["decode bound with the int8 decode copy, tokens/s", number(int8, 1)]]
+            if (int8 := bounds.get("bfloat16+int8 decode", {}).get("decode_bound_tokens_per_s"))
+            else []
+        ),
         [
             "prefill bound, tokens/s: bfloat16 / float32",
             f"{number(bounds['bfloat16']['prefill_bound_tokens_per_s'], 0)} / "
@@ -264,9 +269,35 @@ def embedders_table(result: Result) -> str:
     return table(header, rows)
 
 
+def decode_table(result: Result) -> str:
+    rows = []
+    for llm, run in result["llms"].items():
+        for label in ("on", "off"):
+            got = run["summary"][label]
+            rows.append(
+                [
+                    llm,
+                    label,
+                    got["decode_tokens_per_s"],
+                    got["first_piece_s"],
+                    got["total_s"],
+                    got["new_tokens"],
+                    run["int8_copy_mib"] if label == "on" else 0,
+                    run["ratio_on_off"].get("decode_tokens_per_s") if label == "on" else "",
+                    run["same_reply"],
+                ]
+            )
+    header = [
+        "LLM", "int8 decode", "decode tokens/s p50", "first piece s", "total s", "new tokens",
+        "copy MiB", "decode on ÷ off", "same reply",
+    ]  # fmt: skip
+    return table(header, rows)
+
+
 SECTIONS: list[tuple[str, str, Callable[[Result], str]]] = [
     ("ingest.json", "Ingest against the LangChain pipeline", ingest_tables),
     ("search.json", "Search at scale", search_table),
+    ("decode.json", "Decoding with and without the int8 decode copy", decode_table),
     ("answer.json", "Answer speed per style and LLM", answer_tables),
     ("limits.json", "The machine's limits", limits_table),
     ("embedders.json", "Embedders", embedders_table),
